@@ -1,0 +1,261 @@
+"""Randomized smoothing: CERTIFY and PREDICT of Cohen, Rosenfeld & Kolter (2019).
+
+The statistics follow the reference implementation exactly:
+
+- CERTIFY draws ``n0`` noisy samples to *select* the top class and ``n`` fresh samples to *estimate* its
+  probability; the one-sided (1 - alpha) Clopper-Pearson lower bound ``pA`` on that probability gives the
+  radius ``sigma * Phi^-1(pA)``, and the smoothed classifier abstains when ``pA < 0.5``.
+- PREDICT draws ``n`` samples once and returns the top class only if a two-sided exact binomial test of the
+  top two counts rejects equality at level alpha.
+
+Noise is N(0, sigma^2 I) added in [0, 1] pixel space, before the model's normalization layer, and never
+clamped. Unlike the reference, noise is drawn and votes are counted on the model's device in whole batches,
+and several images can share one forward pass when ``n`` is smaller than the batch size.
+
+Reproducibility: with ``seed`` given, every image gets its own generator and draws its noise in chunks that
+depend only on ``n`` and ``batch_size``, never on which other images share the call. A certification split
+into shards, or resumed after a kill, therefore draws exactly the noise an uninterrupted run would have
+drawn (same device, batch size and library versions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import binomtest, norm
+from statsmodels.stats.proportion import proportion_confint
+
+ABSTAIN = -1
+
+
+def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
+    """One-sided (1 - alpha) Clopper-Pearson lower bound on a binomial proportion ``n_a / n``.
+
+    Equals ``Beta^-1(alpha; n_a, n - n_a + 1)``; statsmodels' two-sided interval at level ``2 * alpha`` puts
+    alpha in the lower tail, exactly as the reference does. ``n_a = 0`` gives 0 (never NaN: ``NaN < 0.5``
+    would be False and turn an abstention into a certificate).
+    """
+    _check_counts(n_a, n)
+    _check_alpha(alpha)
+    if n_a == 0:
+        return 0.0
+    return float(proportion_confint(n_a, n, alpha=2 * alpha, method="beta")[0])
+
+
+def certified_radius(p_a_lower: float, sigma: float) -> float:
+    """``sigma * Phi^-1(pA)``, the radius certified by Theorem 1 with the ``pB = 1 - pA`` bound."""
+    return float(sigma * norm.ppf(p_a_lower))
+
+
+def certify_from_counts(top_class: int, n_a: int, n: int, alpha: float, sigma: float) -> tuple[int, float]:
+    """The CERTIFY decision given the selected class and its count among ``n`` estimation samples."""
+    p_a_lower = lower_confidence_bound(n_a, n, alpha)
+    if p_a_lower < 0.5:
+        return ABSTAIN, 0.0
+    return int(top_class), certified_radius(p_a_lower, sigma)
+
+
+def predict_from_counts(counts: np.ndarray | Sequence[int], alpha: float) -> int:
+    """The PREDICT decision: two-sided binomial test (p = 1/2) of the two largest vote counts."""
+    _check_alpha(alpha)
+    counts = np.asarray(counts)
+    # Stable sort on the negated counts: the top class is the lowest index among ties, as numpy argmax.
+    order = np.argsort(-counts, kind="stable")
+    count1 = int(counts[order[0]])
+    count2 = int(counts[order[1]]) if len(counts) > 1 else 0
+    if count1 + count2 == 0:
+        return ABSTAIN
+    if binomtest(count1, count1 + count2, p=0.5).pvalue > alpha:
+        return ABSTAIN
+    return int(order[0])
+
+
+class Smooth:
+    """A smoothed classifier g(x) = argmax_c P(f(x + eps) = c), eps ~ N(0, sigma^2 I).
+
+    ``base_classifier`` maps a batch ``[B, C, H, W]`` in [0, 1] pixel space to logits (normalization is its
+    first layer). ``amp`` runs the forward passes under float16 autocast on CUDA (ignored on CPU).
+    """
+
+    ABSTAIN = ABSTAIN
+
+    def __init__(
+        self, base_classifier: torch.nn.Module, num_classes: int, sigma: float, *, amp: bool = False
+    ) -> None:
+        if not (isinstance(num_classes, int) and num_classes >= 2):
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        self.base_classifier = base_classifier
+        self.num_classes = num_classes
+        self.sigma = float(sigma)
+        self.amp = amp
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.base_classifier.parameters():
+            return tensor.device
+        for tensor in self.base_classifier.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    # -- single-image API of the reference ---------------------------------------------------------------
+
+    def certify(
+        self, x: torch.Tensor, n0: int, n: int, alpha: float, batch_size: int, *, seed: int | None = None
+    ) -> tuple[int, float]:
+        """CERTIFY for one image ``x`` of shape ``[C, H, W]``: ``(class, radius)`` or ``(-1, 0.0)``."""
+        _check_image(x)
+        seeds = None if seed is None else [seed]
+        return self.certify_batch(x.unsqueeze(0), n0, n, alpha, batch_size, seeds=seeds)[0]
+
+    def predict(
+        self, x: torch.Tensor, n: int, alpha: float, batch_size: int, *, seed: int | None = None
+    ) -> int:
+        """PREDICT for one image ``x`` of shape ``[C, H, W]``: the class, or -1 to abstain."""
+        _check_image(x)
+        seeds = None if seed is None else [seed]
+        return self.predict_batch(x.unsqueeze(0), n, alpha, batch_size, seeds=seeds)[0]
+
+    # -- batched API -------------------------------------------------------------------------------------
+
+    def certify_batch(
+        self,
+        xs: torch.Tensor,
+        n0: int,
+        n: int,
+        alpha: float,
+        batch_size: int,
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> list[tuple[int, float]]:
+        """CERTIFY for each image of ``xs`` (``[K, C, H, W]``), one ``(class, radius)`` per image."""
+        _check_positive_int("n0", n0)
+        _check_positive_int("n", n)
+        _check_alpha(alpha)
+        generators = self._generators(xs, seeds)
+        selection = self.sample_counts(xs, n0, batch_size, generators)
+        estimation = self.sample_counts(xs, n, batch_size, generators)
+        top_classes = selection.argmax(axis=1)  # numpy argmax: ties go to the lowest class index
+        return [
+            certify_from_counts(top, int(counts[top]), n, alpha, self.sigma)
+            for top, counts in zip(top_classes, estimation, strict=True)
+        ]
+
+    def predict_batch(
+        self,
+        xs: torch.Tensor,
+        n: int,
+        alpha: float,
+        batch_size: int,
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> list[int]:
+        """PREDICT for each image of ``xs`` (``[K, C, H, W]``)."""
+        _check_positive_int("n", n)
+        _check_alpha(alpha)
+        counts = self.sample_counts(xs, n, batch_size, self._generators(xs, seeds))
+        return [predict_from_counts(row, alpha) for row in counts]
+
+    @torch.inference_mode()
+    def sample_counts(
+        self,
+        xs: torch.Tensor,
+        num: int,
+        batch_size: int,
+        generators: Sequence[torch.Generator | None] | None = None,
+    ) -> np.ndarray:
+        """Votes of the base classifier on ``num`` noisy copies of each image: int64 array ``[K, classes]``.
+
+        Each image's noise is drawn in chunks of ``min(batch_size, remaining)`` from its own generator (or
+        the global one); when ``num < batch_size``, several whole images share a forward pass.
+        """
+        _check_positive_int("batch_size", batch_size)
+        if xs.dim() != 4:
+            raise ValueError(f"expected a batch of images [K, C, H, W], got shape {tuple(xs.shape)}")
+        self.base_classifier.eval()
+        device = self.device
+        xs = xs.to(device, torch.float32)
+        k = xs.shape[0]
+        generators = list(generators) if generators is not None else [None] * k
+        counts = torch.zeros(k * self.num_classes, dtype=torch.int64, device=device)
+        for rows, noisy in self._noisy_batches(xs, num, batch_size, generators):
+            predictions = self._forward(noisy).argmax(dim=1)
+            counts += torch.bincount(rows * self.num_classes + predictions, minlength=counts.numel())
+        return counts.view(k, self.num_classes).cpu().numpy()
+
+    def _noisy_batches(
+        self,
+        xs: torch.Tensor,
+        num: int,
+        batch_size: int,
+        generators: list[torch.Generator | None],
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (image index per row, noisy rows) batches covering ``num`` draws for every image."""
+        shape = xs.shape[1:]
+        if num >= batch_size:
+            for i, generator in enumerate(generators):
+                remaining = num
+                while remaining > 0:
+                    size = min(batch_size, remaining)
+                    remaining -= size
+                    noise = torch.randn((size, *shape), device=xs.device, generator=generator)
+                    rows = torch.full((size,), i, dtype=torch.int64, device=xs.device)
+                    yield rows, xs[i] + noise * self.sigma
+            return
+        per_batch = batch_size // num
+        for start in range(0, len(generators), per_batch):
+            stop = min(start + per_batch, len(generators))
+            noise = torch.cat(
+                [
+                    torch.randn((num, *shape), device=xs.device, generator=generators[i])
+                    for i in range(start, stop)
+                ]
+            )
+            rows = torch.arange(start, stop, device=xs.device).repeat_interleave(num)
+            yield rows, xs[rows] + noise * self.sigma
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        use_amp = self.amp and batch.device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        with autocast:
+            return self.base_classifier(batch)
+
+    def _generators(
+        self, xs: torch.Tensor, seeds: Sequence[int] | None
+    ) -> list[torch.Generator | None] | None:
+        if seeds is None:
+            return None
+        if len(seeds) != xs.shape[0]:
+            raise ValueError(f"got {len(seeds)} seeds for {xs.shape[0]} images")
+        device = self.device
+        return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+def image_seed(seed: int, index: int) -> int:
+    """A per-image seed from a run seed and the image's data set index (stable across shards and resumes)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _check_image(x: torch.Tensor) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"expected one image [C, H, W], got shape {tuple(x.shape)}")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_alpha(alpha: float) -> None:
+    if not (0.0 < alpha < 0.5):
+        raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}")
+
+
+def _check_counts(n_a: int, n: int) -> None:
+    if not (0 <= n_a <= n and n >= 1):
+        raise ValueError(f"need 0 <= n_a <= n and n >= 1, got n_a={n_a!r}, n={n!r}")
