@@ -1,0 +1,62 @@
+"""Pickle helpers shared by the CIFAR-10, ImageNet32 and TinyImages readers and the synthetic writers.
+
+The official CIFAR-10 "python version" batches were written by Python 2's cPickle: their dict keys and string
+payloads are Python 2 ``str`` objects. Python 3 therefore needs ``encoding="latin1"`` (keys come back as ``str``)
+or ``encoding="bytes"`` (keys come back as ``bytes``, the ``b'data'`` seen in most tutorials) to read them.
+:func:`dump_py2_pickle` writes the same opcodes, so generated stand-ins behave exactly like the real files.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import struct
+from pathlib import Path
+from typing import IO, Any
+
+from rsmooth.data.errors import DatasetFormatError
+
+
+class _Py2StrPickler(pickle._Pickler):  # the pure-Python pickler exposes the per-type dispatch table
+    """Protocol-2 pickler that stores ``bytes`` as Python 2 ``str`` (BINSTRING opcodes), like Python 2 cPickle."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        size = len(obj)
+        if size < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([size]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", size) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str
+
+
+def dump_py2_pickle(obj: Any, handle: IO[bytes]) -> None:
+    """Pickle ``obj`` the way Python 2 cPickle (protocol 2) did: ``bytes`` become Python 2 ``str``."""
+    _Py2StrPickler(handle, protocol=2).dump(obj)
+
+
+def load_pickle_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a pickled dict written by Python 2 or 3 and return it with ``str`` keys.
+
+    ``latin1`` maps Python 2 ``str`` one-to-one onto code points, which is also what numpy needs to rebuild arrays
+    pickled by Python 2 (torchvision reads CIFAR the same way). Python 3 pickles are unaffected by the encoding.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        try:
+            obj = pickle.load(handle, encoding="latin1")
+        except Exception as exc:  # a truncated or foreign file: say which one
+            raise DatasetFormatError(f"{path}: cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(obj, dict):
+        raise DatasetFormatError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
+    return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
+
+
+def require_keys(entry: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike) -> None:
+    """Raise :class:`DatasetFormatError` naming ``path`` if ``entry`` lacks any of ``keys``."""
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        raise DatasetFormatError(f"{path}: missing key(s) {missing}; found keys {sorted(map(str, entry))}")

@@ -1,0 +1,161 @@
+"""CIFAR-10, "python version" (Krizhevsky 2009), read from the official pickled batches.
+
+On-disk layout (exactly what the official ``cifar-10-python.tar.gz`` unpacks to)::
+
+    <root>/cifar-10-batches-py/data_batch_1 ... data_batch_5   # train, 10,000 images each
+    <root>/cifar-10-batches-py/test_batch                      # test, 10,000 images
+    <root>/cifar-10-batches-py/batches.meta                    # label names
+
+Each batch is a Python 2 pickle of a dict with ``b'data'`` (uint8 ``[N, 3072]``, each row a 32x32 image stored
+channel-major: 1024 red, 1024 green, 1024 blue values, rows top to bottom) and ``b'labels'`` (N ints in 0..9).
+
+The reader is our own: torchvision's ``CIFAR10`` re-hashes all 180 MB on every construction and rejects any
+stand-in file. Checksums are instead verified once, after a download, by :func:`verify_cifar10`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
+
+from rsmooth.data._pickles import load_pickle_dict, require_keys
+from rsmooth.data.base import ArrayImageDataset, check_label_range
+from rsmooth.data.errors import DatasetFormatError, DatasetIntegrityError, DatasetNotFoundError
+
+CIFAR10_DIRNAME = "cifar-10-batches-py"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_FILES = ("test_batch",)
+CIFAR10_META_FILE = "batches.meta"
+# Per-file md5s of the official files (same values as torchvision.datasets.CIFAR10).
+CIFAR10_FILE_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+
+def cifar10_dir(root: str | os.PathLike) -> Path:
+    """``<root>/cifar-10-batches-py``."""
+    return Path(root) / CIFAR10_DIRNAME
+
+
+def cifar10_files(root: str | os.PathLike, split: str) -> list[Path]:
+    """The files a split needs: its batches plus ``batches.meta``."""
+    names = CIFAR10_TRAIN_FILES if split == "train" else CIFAR10_TEST_FILES
+    return [cifar10_dir(root) / n for n in (*names, CIFAR10_META_FILE)]
+
+
+def _not_found(root: str | os.PathLike, missing: list[Path]) -> DatasetNotFoundError:
+    lines = "\n".join(f"  {p}" for p in missing)
+    return DatasetNotFoundError(
+        f"CIFAR-10 files not found:\n{lines}\n"
+        f"Pass download=True to fetch {CIFAR10_URL} (md5 {CIFAR10_ARCHIVE_MD5}) automatically, or download that "
+        f"archive yourself and unpack it inside {Path(root)} so that the files above exist "
+        f"(it unpacks to {CIFAR10_DIRNAME}/).",
+        missing,
+    )
+
+
+def download_cifar10(root: str | os.PathLike) -> Path:
+    """Download the official archive (md5-checked), verify every file's md5, then move the files into place.
+
+    Everything happens in a temporary folder under ``root`` first, so an interrupted download never leaves a
+    partial file under a final name. Returns ``<root>/cifar-10-batches-py``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = cifar10_dir(root)
+    with tempfile.TemporaryDirectory(prefix=".cifar10-download-", dir=root) as tmp:
+        download_and_extract_archive(
+            CIFAR10_URL, download_root=tmp, filename=CIFAR10_ARCHIVE, md5=CIFAR10_ARCHIVE_MD5
+        )
+        extracted = Path(tmp) / CIFAR10_DIRNAME
+        verify_cifar10(tmp)
+        final.mkdir(parents=True, exist_ok=True)
+        for item in sorted(extracted.iterdir()):  # includes readme.html, kept as shipped
+            if item.is_file():
+                os.replace(item, final / item.name)  # same file system: each rename is atomic
+    return final
+
+
+def verify_cifar10(root: str | os.PathLike) -> None:
+    """Check every official CIFAR-10 file under ``<root>/cifar-10-batches-py`` against its published md5.
+
+    Raises :class:`DatasetNotFoundError` for absent files and :class:`DatasetIntegrityError` (naming the file, the
+    expected and the actual md5) for the first mismatch.
+    """
+    folder = cifar10_dir(root)
+    missing = [folder / name for name in CIFAR10_FILE_MD5 if not (folder / name).is_file()]
+    if missing:
+        raise _not_found(root, missing)
+    for name, expected in CIFAR10_FILE_MD5.items():
+        path = folder / name
+        actual = calculate_md5(str(path))
+        if actual != expected:
+            raise DatasetIntegrityError(
+                f"{path}: md5 {actual} does not match the official CIFAR-10 md5 {expected}; "
+                f"the file is corrupt or not the official one (re-download {CIFAR10_URL})"
+            )
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    entry = load_pickle_dict(path)
+    require_keys(entry, ("data", "labels"), path)
+    data = np.asarray(entry["data"])
+    labels = np.asarray(entry["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetFormatError(f"{path}: 'data' must be uint8 [N, 3072], got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DatasetFormatError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    check_label_range(labels, 0, 9, path)
+    # CHW-flattened rows -> [N, 32, 32, 3] for PIL.
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64).tolist()
+
+
+def load_cifar10(
+    root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
+) -> ArrayImageDataset:
+    """CIFAR-10 ``split`` ("train" or "test") as an :class:`ArrayImageDataset` (``targets`` = list of labels)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for dataset 'cifar10'; expected one of: train, test")
+    files = cifar10_files(root, split)
+    missing = [p for p in files if not p.is_file()]
+    if missing and download:
+        download_cifar10(root)
+        missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise _not_found(root, missing)
+    images, targets = [], []
+    for path in files[:-1]:
+        x, y = _read_batch(path)
+        images.append(x)
+        targets.extend(y)
+    meta = load_pickle_dict(files[-1])
+    classes = meta.get("label_names", CIFAR10_CLASSES)
+    classes = [c.decode("latin1") if isinstance(c, bytes) else str(c) for c in classes]
+    return ArrayImageDataset(np.concatenate(images), targets, transform=transform, classes=classes)

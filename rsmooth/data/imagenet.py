@@ -1,0 +1,57 @@
+"""ILSVRC2012 ImageNet as class folders, read with torchvision's ``ImageFolder``.
+
+On-disk layout (the references' ``$IMAGENET_DIR``, placed under the data root)::
+
+    <root>/imagenet/train/<wnid>/*.JPEG   # e.g. train/n01440764/n01440764_10026.JPEG
+    <root>/imagenet/val/<wnid>/*.JPEG     # the 50,000 val images moved into class folders by valprep.sh
+
+Class indices are the sorted wnids (ImageFolder), which is Cohen et al.'s order; the test split is ``val``.
+``targets`` is ImageFolder's list of labels. ImageNet cannot be downloaded automatically (it needs a licence).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from torchvision.datasets import ImageFolder
+
+from rsmooth.data.errors import DatasetNotFoundError
+
+IMAGENET_URL = "https://image-net.org/download-images"  # ILSVRC2012 after registration
+VALPREP_URL = "https://raw.githubusercontent.com/soumith/imagenetloader.torch/master/valprep.sh"
+
+
+def imagenet_dir(root: str | os.PathLike, split: str) -> Path:
+    """``<root>/imagenet/train`` or ``<root>/imagenet/val`` (split "test" reads the val images)."""
+    return Path(root) / "imagenet" / ("train" if split == "train" else "val")
+
+
+def _not_found(folder: Path, reason: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"ImageNet {reason}: {folder}\n"
+        f"Expected layout: {folder.parent}/train/<wnid>/*.JPEG and {folder.parent}/val/<wnid>/*.JPEG.\n"
+        f"ImageNet cannot be downloaded automatically: get ILSVRC2012 (ILSVRC2012_img_train.tar and "
+        f"ILSVRC2012_img_val.tar) from {IMAGENET_URL}, unpack the train tar (and the per-class tars inside it) "
+        f"into {folder.parent}/train, unpack the val tar into {folder.parent}/val and re-folder the val images "
+        f"into class sub-folders with {VALPREP_URL}.",
+        [folder],
+    )
+
+
+def load_imagenet(
+    root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
+) -> ImageFolder:
+    """ImageNet ``split`` ("train" or "test" = val) as an ``ImageFolder``; ``download`` cannot be honoured."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for dataset 'imagenet'; expected one of: train, test")
+    folder = imagenet_dir(root, split)
+    if not folder.is_dir():
+        raise _not_found(
+            folder, "folder not found" + (" (download=True is not possible)" if download else "")
+        )
+    try:
+        return ImageFolder(str(folder), transform=transform)
+    except FileNotFoundError as exc:  # no class folders, or class folders without images
+        raise _not_found(folder, f"folder has no usable class sub-folders ({exc})") from exc

@@ -1,0 +1,94 @@
+"""Downsampled ImageNet 32x32 (Chrabaszcz et al. 2017), pickle version, as used for SmoothAdv pre-training.
+
+On-disk layout (the official ``Imagenet32_train.zip`` / ``Imagenet32_val.zip`` from image-net.org, unpacked into
+folders named after the zips)::
+
+    <root>/imagenet32/Imagenet32_train/train_data_batch_1 ... train_data_batch_10
+    <root>/imagenet32/Imagenet32_val/val_data
+
+Each file is a Python 3 pickle of a dict: ``'data'`` uint8 ``[N, 3072]`` (rows CHW-flattened like CIFAR),
+``'labels'`` a list of N ints, **1-based** in 1..1000, and in the train files ``'mean'`` (the mean image, unused).
+Labels are shifted to 0-based on load (as SA does) after checking the range. There is no md5 check (SA has none
+either). Note SA itself read ``val_data`` from the data-set root rather than a ``*_val`` folder; we keep the folder
+the val zip is named after.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from rsmooth.data._pickles import load_pickle_dict, require_keys
+from rsmooth.data.base import ArrayImageDataset, check_label_range
+from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+
+IMAGENET32_NUM_CLASSES = 1000
+IMAGENET32_TRAIN_FILES = tuple(f"train_data_batch_{i}" for i in range(1, 11))
+IMAGENET32_VAL_FILE = "val_data"
+IMAGENET32_URL = "https://image-net.org/download-images"  # "Downsampled ImageNet 32x32" after registration
+
+
+def imagenet32_dir(root: str | os.PathLike) -> Path:
+    """``<root>/imagenet32``."""
+    return Path(root) / "imagenet32"
+
+
+def imagenet32_files(root: str | os.PathLike, split: str) -> list[Path]:
+    """Paths of the pickles making up ``split`` ("train": 10 batches, "test": the val file)."""
+    base = imagenet32_dir(root)
+    if split == "train":
+        return [base / "Imagenet32_train" / name for name in IMAGENET32_TRAIN_FILES]
+    return [base / "Imagenet32_val" / IMAGENET32_VAL_FILE]
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    entry = load_pickle_dict(path)
+    require_keys(entry, ("data", "labels"), path)
+    data = np.asarray(entry["data"])
+    labels = np.asarray(entry["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetFormatError(f"{path}: 'data' must be uint8 [N, 3072], got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DatasetFormatError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    check_label_range(labels, 1, IMAGENET32_NUM_CLASSES, path, what="labels (1-based)")
+    return data, labels.astype(np.int64) - 1
+
+
+def load_imagenet32(
+    root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
+) -> ArrayImageDataset:
+    """ImageNet32 ``split`` ("train" or "test" = val) with 0-based labels; ``download`` cannot be honoured."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for dataset 'imagenet32'; expected one of: train, test")
+    files = imagenet32_files(root, split)
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        lines = "\n".join(f"  {p}" for p in missing)
+        base = imagenet32_dir(root)
+        raise DatasetNotFoundError(
+            f"ImageNet32 files not found:\n{lines}\n"
+            + ("(download=True is not possible for ImageNet32.)\n" if download else "")
+            + f"Get the pickle version of 'Downsampled ImageNet 32x32' from {IMAGENET32_URL}: "
+            f"Imagenet32_train.zip and Imagenet32_val.zip (not the *_npz variants). Unpack them so that the "
+            f"train batches are in {base / 'Imagenet32_train'} and val_data is in {base / 'Imagenet32_val'}.",
+            missing,
+        )
+    chunks, targets = [], []
+    for path in files:
+        data, labels = _read(path)
+        chunks.append(data)
+        targets.append(labels)
+    # Fill one preallocated HWC array chunk by chunk, releasing each raw chunk, so the 3.9 GB real train set
+    # does not need twice its size in memory.
+    total = sum(len(c) for c in chunks)
+    images = np.empty((total, 32, 32, 3), dtype=np.uint8)
+    start = 0
+    while chunks:
+        chunk = chunks.pop(0)
+        images[start : start + len(chunk)] = chunk.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        start += len(chunk)
+        del chunk
+    return ArrayImageDataset(images, np.concatenate(targets).tolist(), transform=transform)

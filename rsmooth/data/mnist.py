@@ -1,0 +1,74 @@
+"""MNIST through torchvision's own ``MNIST`` class and folder layout.
+
+On-disk layout (what ``torchvision.datasets.MNIST(root, download=True)`` produces)::
+
+    <root>/MNIST/raw/train-images-idx3-ubyte   # idx3: big-endian magic 0x00000803, N, 28, 28, then N*784 bytes
+    <root>/MNIST/raw/train-labels-idx1-ubyte   # idx1: big-endian magic 0x00000801, N, then N label bytes
+    <root>/MNIST/raw/t10k-images-idx3-ubyte
+    <root>/MNIST/raw/t10k-labels-idx1-ubyte
+
+torchvision checks the md5 of the downloaded ``.gz`` archives but, when loading, only checks that the four
+uncompressed files exist (checked in torchvision 0.29), so stand-ins in the same idx format load unchanged.
+``targets`` is torchvision's int64 tensor of labels.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from torchvision.datasets import MNIST
+
+from rsmooth.data.errors import DatasetNotFoundError
+
+MNIST_RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def mnist_raw_dir(root: str | os.PathLike) -> Path:
+    """``<root>/MNIST/raw`` (torchvision names the folder after the class)."""
+    return Path(root) / "MNIST" / "raw"
+
+
+def download_mnist(root: str | os.PathLike) -> Path:
+    """Fetch MNIST with torchvision's downloader (mirrors + md5 checks) into a temporary folder under ``root``,
+    then move the four raw files into ``<root>/MNIST/raw`` so no half-written file ever has a final name."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = mnist_raw_dir(root)
+    with tempfile.TemporaryDirectory(prefix=".mnist-download-", dir=root) as tmp:
+        MNIST(tmp, train=False, download=True)
+        final.mkdir(parents=True, exist_ok=True)
+        for name in MNIST_RAW_FILES:
+            os.replace(mnist_raw_dir(tmp) / name, final / name)
+    return final
+
+
+def load_mnist(
+    root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
+) -> MNIST:
+    """MNIST ``split`` ("train" or "test") as a torchvision ``MNIST`` data set."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r} for dataset 'mnist'; expected one of: train, test")
+    raw = mnist_raw_dir(root)
+    # torchvision's MNIST needs all four files whichever split is asked for.
+    missing = [raw / name for name in MNIST_RAW_FILES if not (raw / name).is_file()]
+    if missing and download:
+        download_mnist(root)
+        missing = [raw / name for name in MNIST_RAW_FILES if not (raw / name).is_file()]
+    if missing:
+        lines = "\n".join(f"  {p}" for p in missing)
+        mirrors = " or ".join(MNIST.mirrors)
+        raise DatasetNotFoundError(
+            f"MNIST files not found:\n{lines}\n"
+            f"Pass download=True to fetch them with torchvision (from {mirrors}, md5-checked), or download "
+            f"{', '.join(name for name, _ in MNIST.resources)} from one of those mirrors and gunzip them into {raw}.",
+            missing,
+        )
+    return MNIST(str(root), train=split == "train", transform=transform, download=False)

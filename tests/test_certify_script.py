@@ -1,0 +1,152 @@
+"""scripts/certify.py end to end on generated CIFAR-10 files: log format, SIGKILL and resume, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rsmooth.data import get_dataset
+from rsmooth.data.synthetic import write_synthetic_cifar10
+from rsmooth.models import get_architecture, save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "certify.py"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("certify")
+    data_root = base / "data"
+    write_synthetic_cifar10(data_root, n_train=10, n_test=40, seed=0)
+    torch.manual_seed(0)
+    model = get_architecture("cifar_resnet20", "cifar10")
+    checkpoint = base / "model.pt"
+    save_checkpoint(
+        checkpoint,
+        model,
+        arch="cifar_resnet20",
+        epoch=1,
+        normalization="cifar10",
+        dataset="cifar10",
+        num_classes=10,
+        sigma=0.25,
+    )
+    reference_style = base / "released.pth.tar"
+    torch.save(
+        {"epoch": 1, "arch": "cifar_resnet20", "state_dict": model.state_dict(), "optimizer": None},
+        reference_style,
+    )
+    return base, data_root, checkpoint, reference_style
+
+
+def certify(setup, out: Path, *extra: str, **popen) -> subprocess.Popen:
+    _, data_root, checkpoint, _ = setup
+    command = [
+        sys.executable, str(SCRIPT), str(out), "--checkpoint", str(checkpoint), "--dataset", "cifar10",
+        "--data-root", str(data_root), "--sigma", "0.25", "--N0", "16", "--alpha", "0.001", "--seed", "7",
+        "--device", "cpu", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(process: subprocess.Popen) -> str:
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return err
+
+
+def rows(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def test_log_format(setup):
+    base, data_root, _, _ = setup
+    out = base / "format.tsv"
+    finish(certify(setup, out, "--N", "64", "--batch", "64", "--skip", "10"))
+    table = rows(out)
+    assert table[0] == ["idx", "label", "predict", "radius", "correct", "time"]
+    labels = get_dataset("cifar10", "test", data_root).targets
+    assert [int(r[0]) for r in table[1:]] == [0, 10, 20, 30]
+    for idx, label, predict, radius, correct, seconds in table[1:]:
+        assert int(label) == labels[int(idx)]
+        assert int(predict) in range(-1, 10)
+        assert int(correct) == int(int(predict) == int(label))
+        assert float(radius) >= 0 and float(seconds) > 0
+        assert (float(radius) == 0) == (int(predict) == -1)
+
+
+def test_sigkill_then_rerun_resumes_and_matches_an_uninterrupted_run(setup):
+    base = setup[0]
+    args = ("--N", "384", "--batch", "128", "--start", "0", "--stop", "12")
+    uninterrupted = base / "uninterrupted.tsv"
+    finish(certify(setup, uninterrupted, *args))
+
+    out = base / "killed.tsv"
+    partial = base / "killed.tsv.partial"
+    process = certify(setup, out, *args, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if partial.exists() and len(partial.read_text().splitlines()) >= 2 + 3:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists(), "a killed run must not leave a file under the final name"
+    done_before = len(partial.read_text().splitlines()) - 2
+    assert 3 <= done_before < 12, "the kill should land mid-way; make N larger if this machine is faster"
+
+    finish(certify(setup, out, *args))
+    assert not partial.exists()
+    strip_time = lambda table: [r[:5] for r in table]  # noqa: E731
+    assert strip_time(rows(out)) == strip_time(rows(uninterrupted))
+    # Rows finished before the kill kept their original timings: they were not recomputed.
+    assert len(rows(out)) == 13
+
+
+def test_existing_final_log_is_left_alone(setup):
+    base = setup[0]
+    out = base / "done.tsv"
+    out.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\n")
+    err = finish(certify(setup, out, "--N", "32"))
+    assert "nothing to do" in err
+    assert out.read_text() == "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+
+
+def test_released_checkpoint_needs_a_normalization(setup):
+    base, data_root, _, released = setup
+    command = [
+        sys.executable, str(SCRIPT), str(base / "released.tsv"), "--checkpoint", str(released),
+        "--dataset", "cifar10", "--data-root", str(data_root), "--sigma", "0.25", "--N", "32", "--max", "2",
+        "--device", "cpu",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "normalization" in result.stderr and "cifar10_center" in result.stderr
+    result = subprocess.run([*command, "--normalization", "cifar10"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(rows(base / "released.tsv")) == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--sigma", "-0.5"), "--sigma must be positive, got -0.5"),
+        (("--N", "0"), "--N must be a positive integer, got 0"),
+        (("--alpha", "0.7"), "--alpha must lie in (0, 0.5), got 0.7"),
+        (("--dataset", "svhn"), "invalid choice: 'svhn'"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(setup, extra, message):
+    base = setup[0]
+    process = certify(setup, base / "bad.tsv", *extra)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert message in err
+    assert not (base / "bad.tsv.partial").exists()
