@@ -14,6 +14,14 @@ layer). Layouts under the data root (see each module's docstring for the file fo
 from rsmooth.data.cifar10 import download_cifar10, verify_cifar10
 from rsmooth.data.errors import DatasetFormatError, DatasetIntegrityError, DatasetNotFoundError
 from rsmooth.data.mnist import download_mnist
+from rsmooth.data.pseudolabel import (
+    LABEL_ORIGINS,
+    ManifestError,
+    load_merged_trainset,
+    predict_labels,
+    read_manifest,
+    write_merged_trainset,
+)
 from rsmooth.data.registry import (
     DATASETS,
     REFERENCE_SUBSAMPLE_SKIP,
@@ -34,10 +42,12 @@ from rsmooth.data.transforms import build_transform
 
 __all__ = [
     "DATASETS",
+    "LABEL_ORIGINS",
     "REFERENCE_SUBSAMPLE_SKIP",
     "DatasetFormatError",
     "DatasetIntegrityError",
     "DatasetNotFoundError",
+    "ManifestError",
     "build_transform",
     "class_prototypes",
     "dataset_splits",
@@ -45,8 +55,12 @@ __all__ = [
     "download_mnist",
     "get_dataset",
     "input_shape",
+    "load_merged_trainset",
     "num_classes",
+    "predict_labels",
+    "read_manifest",
     "verify_cifar10",
+    "write_merged_trainset",
     "write_synthetic_cifar10",
     "write_synthetic_imagenet",
     "write_synthetic_imagenet32",
