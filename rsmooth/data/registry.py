@@ -12,17 +12,10 @@ from rsmooth.data.imagenet32 import load_imagenet32
 from rsmooth.data.mnist import load_mnist
 from rsmooth.data.tinyimages import load_tinyimages
 from rsmooth.data.transforms import build_transform
+from rsmooth.dataset_info import DATASETS
+from rsmooth.dataset_info import INPUT_SHAPE as _INPUT_SHAPE
+from rsmooth.dataset_info import NUM_CLASSES as _NUM_CLASSES
 
-DATASETS: tuple[str, ...] = ("cifar10", "mnist", "imagenet", "imagenet32", "tinyimages")
-
-_NUM_CLASSES = {"cifar10": 10, "mnist": 10, "imagenet": 1000, "imagenet32": 1000, "tinyimages": 10}
-_INPUT_SHAPE = {
-    "cifar10": (3, 32, 32),
-    "mnist": (1, 28, 28),
-    "imagenet": (3, 224, 224),
-    "imagenet32": (3, 32, 32),
-    "tinyimages": (3, 32, 32),
-}
 _SPLITS = {
     "cifar10": ("train", "test"),
     "mnist": ("train", "test"),

@@ -42,8 +42,8 @@ from rsmooth.models import (
     save_checkpoint,
 )
 from rsmooth.train.batches import epoch_rng, plan_epoch, rank_slice
-from rsmooth.train.config import TrainConfig
 from rsmooth.train.methods import MethodStep
+from rsmooth.train_config import TrainConfig
 
 LOG_COLUMNS = ("epoch", "time", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc_adv")
 

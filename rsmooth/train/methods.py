@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsmooth import attacks
-from rsmooth.train.config import TrainConfig
+from rsmooth.train_config import TrainConfig
 
 StepStats = tuple[float, int, int]
 

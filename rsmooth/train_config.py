@@ -1,12 +1,14 @@
-"""Training hyper-parameters, validated before any data is read or any model built."""
+"""Training hyper-parameters, validated before any data is read or any model built (no torch import: the
+Snakemake DAG validates every grid cell with it)."""
 
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from rsmooth.data import DATASETS
+from rsmooth.dataset_info import DATASETS
 
 METHODS = ("standard", "gaussian", "smoothadv", "pgd_vanilla", "pgd_noise", "smoothmix")
 ATTACKS = ("pgd", "ddn", "pgd_stein")
@@ -112,7 +114,18 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown training options {unknown}; allowed: {sorted(known)}")
-        return cls(**values)
+        # YAML reads `sigma: 1` as an int; make it 1.0 so that ids and paths do not depend on the spelling.
+        floats = {
+            name
+            for name, hint in typing.get_type_hints(cls).items()
+            if float in (hint, *typing.get_args(hint))
+        }
+        return cls(
+            **{
+                k: float(v) if k in floats and isinstance(v, int) and not isinstance(v, bool) else v
+                for k, v in values.items()
+            }
+        )
 
     @property
     def attacking(self) -> bool:

@@ -1,0 +1,119 @@
+"""Aggregation and analysis of CERTIFY logs: metrics, the papers' tables and figures, the published numbers
+with a scorecard against them, and provenance.
+
+- ``logs``: reading logs (``read_certify_log``).
+- ``metrics``: certified accuracy, ACR, abstention rate, l2/l-inf conversion, Cohen et al.'s
+  high-probability bound, the envelope (``best_per_radius``).
+- ``grids``: the papers' radius grids, input dimensions and l-inf radii.
+- ``tables``: table builders and CSV / Markdown / LaTeX / HTML renderers.
+- ``figures``: certified-accuracy curves, envelopes, ablations.
+- ``paper``: the papers' numbers (package data) and the scorecard.
+- ``provenance``: configuration hash, code and package versions, seeds.
+"""
+
+from rsmooth.analysis.figures import plot_ablation, plot_certified_accuracy, plot_envelopes
+from rsmooth.analysis.grids import (
+    COHEN_TABLE_RADII,
+    INPUT_DIM,
+    LINF_RADIUS,
+    PAPER_LINF_L2_RADIUS,
+    PLOT_MAX_RADIUS,
+    PLOT_STEP,
+    TABLE_RADII,
+    radius_grid,
+)
+from rsmooth.analysis.logs import parse_duration, read_certify_log
+from rsmooth.analysis.metrics import (
+    abstention_rate,
+    accuracy_grid,
+    acr,
+    average_certified_radius,
+    best_per_radius,
+    certified_accuracy,
+    clean_accuracy,
+    envelope,
+    high_probability_accuracy,
+    l2_to_linf,
+    linf_to_l2,
+    representative_models,
+)
+from rsmooth.analysis.paper import (
+    KEY_COLUMNS,
+    envelope_cells,
+    linf_cells,
+    load_paper_numbers,
+    load_paper_tables,
+    model_cells,
+    model_setting,
+    scorecard,
+    scorecard_summary,
+    scorecard_table,
+)
+from rsmooth.analysis.provenance import collect_provenance, config_hash, write_provenance_sidecar
+from rsmooth.analysis.tables import (
+    Table,
+    abstention_table,
+    acr_table,
+    envelope_table,
+    linf_table,
+    model_table,
+    per_sigma_envelope_table,
+    to_csv,
+    to_html,
+    to_latex,
+    to_markdown,
+    write_table,
+)
+
+__all__ = [
+    "COHEN_TABLE_RADII",
+    "INPUT_DIM",
+    "KEY_COLUMNS",
+    "LINF_RADIUS",
+    "PAPER_LINF_L2_RADIUS",
+    "PLOT_MAX_RADIUS",
+    "PLOT_STEP",
+    "TABLE_RADII",
+    "Table",
+    "abstention_rate",
+    "abstention_table",
+    "accuracy_grid",
+    "acr",
+    "acr_table",
+    "average_certified_radius",
+    "best_per_radius",
+    "certified_accuracy",
+    "clean_accuracy",
+    "collect_provenance",
+    "config_hash",
+    "envelope",
+    "envelope_cells",
+    "envelope_table",
+    "high_probability_accuracy",
+    "l2_to_linf",
+    "linf_cells",
+    "linf_table",
+    "linf_to_l2",
+    "load_paper_numbers",
+    "load_paper_tables",
+    "model_cells",
+    "model_setting",
+    "model_table",
+    "parse_duration",
+    "per_sigma_envelope_table",
+    "plot_ablation",
+    "plot_certified_accuracy",
+    "plot_envelopes",
+    "radius_grid",
+    "read_certify_log",
+    "representative_models",
+    "scorecard",
+    "scorecard_summary",
+    "scorecard_table",
+    "to_csv",
+    "to_html",
+    "to_latex",
+    "to_markdown",
+    "write_provenance_sidecar",
+    "write_table",
+]

@@ -1,0 +1,200 @@
+"""The experiment grid of the Snakemake pipeline: config -> model cells, pre-training cells, shards.
+
+Importable without torch, so that building the DAG of the full paper grid stays fast. A *cell* is one model
+to train; its id names every hyper-parameter that differs from the config's ``training`` defaults (plus
+``init-imagenet32`` / ``selftrain`` markers), so identical models requested by two experiments are trained
+once, and a result path says what it holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from rsmooth.dataset_info import TEST_SET_SIZE
+from rsmooth.train_config import TrainConfig
+
+TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
+# Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
+_PATH_FIELDS = ("pretrained", "pseudo_labels")
+_DEFAULTS = TrainConfig().to_dict()
+
+
+@dataclass
+class Cell:
+    """One model of the grid."""
+
+    id: str
+    train: dict[str, Any]  # TrainConfig fields (without the input paths)
+    experiments: list[str] = field(default_factory=list)
+    certify_sigmas: list[float] = field(default_factory=list)
+    pretrain: str | None = None  # id of the pre-training cell to fine-tune
+    pseudo_labels: bool = False
+
+
+def format_value(value: Any) -> str:
+    """A value as it appears in ids and on command lines (floats without trailing noise: 0.25, 1.0)."""
+    if isinstance(value, float):
+        return repr(float(value))
+    return str(value)
+
+
+# The hyper-parameters that identify a model of each method, always named in its id (short names).
+_IDENTITY = {
+    "standard": (),
+    "gaussian": ("sigma",),
+    "smoothadv": ("sigma", "eps", "steps", "num_noise_vec"),
+    "pgd_vanilla": ("eps", "steps"),
+    "pgd_noise": ("sigma", "eps", "steps"),
+    "smoothmix": ("sigma", "steps", "num_noise_vec", "smoothmix_alpha", "smoothmix_eta", "mix_step"),
+}
+_SHORT = {
+    "steps": "T",
+    "num_noise_vec": "m",
+    "smoothmix_alpha": "alpha",
+    "smoothmix_eta": "eta",
+    "mix_step": "mixstep",
+}
+
+
+def cell_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str, ...] = ()) -> str:
+    """A readable, canonical id: markers, the method (and attack), its identifying hyper-parameters, then
+    ``key-value`` for every other value that differs from ``defaults`` (in TrainConfig field order).
+
+    Example: ``smoothadv-pgd_sigma-0.25_eps-0.5_T-10_m-2_multi``.
+    """
+    method = values["method"]
+    head = f"{method}-{values['attack']}" if method == "smoothadv" else method
+    identity = _IDENTITY[method]
+    parts = [*markers, head]
+    parts += [f"{_SHORT.get(name, name)}-{format_value(values[name])}" for name in identity]
+    if values.get("multi_noise"):
+        parts.append("multi")
+    if values.get("self_training_weight", 1.0) != 1.0 or "selftrain" in markers:
+        parts.append(f"stweight-{format_value(values['self_training_weight'])}")
+    shown = {"method", "attack", "multi_noise", "self_training_weight", *identity}
+    parts += [
+        f"{name}-{format_value(values[name])}"
+        for name in TRAIN_FIELDS
+        if name in values
+        and name not in shown
+        and name not in _PATH_FIELDS
+        and values[name] != defaults.get(name, _DEFAULTS[name])
+    ]
+    return "_".join(parts)
+
+
+def _experiment_cells(name: str, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+    fixed = dict(experiment.get("set", {}))
+    if "grid" in experiment:
+        keys = list(experiment["grid"])
+        return [
+            {**fixed, **dict(zip(keys, combo, strict=True))}
+            for combo in itertools.product(*(experiment["grid"][k] for k in keys))
+        ]
+    return [{**fixed, **cell} for cell in experiment.get("cells", [])]
+
+
+def _check_train_keys(where: str, values: dict[str, Any]) -> None:
+    unknown = sorted(set(values) - set(TRAIN_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown training option(s) {unknown}; allowed: {', '.join(TRAIN_FIELDS)}")
+    for name in _PATH_FIELDS:
+        if name in values:
+            raise ValueError(f"{where}: set {name!r} through the experiment's init / pseudo_labels keys")
+
+
+def pretrain_cells(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pre-training cell id -> TrainConfig values, from ``config['pretraining']``."""
+    section = config.get("pretraining") or {}
+    if not section.get("grid"):
+        return {}
+    base = {**config["training"], **section.get("training", {})}
+    _check_train_keys("pretraining.training", base)
+    cells = {}
+    keys = list(section["grid"])
+    _check_train_keys("pretraining.grid", dict.fromkeys(keys))
+    for combo in itertools.product(*(section["grid"][k] for k in keys)):
+        values = TrainConfig.from_dict({**base, **dict(zip(keys, combo, strict=True))}).validate().to_dict()
+        cells[cell_id(values, base)] = values
+    return cells
+
+
+def model_cells(config: dict[str, Any]) -> dict[str, Cell]:
+    """Every model the experiments ask for, by cell id (identical requests share one cell)."""
+    defaults = dict(config["training"])
+    _check_train_keys("training", defaults)
+    pretrains = pretrain_cells(config)
+    cells: dict[str, Cell] = {}
+    for name, experiment in config["experiments"].items():
+        init = experiment.get("init")
+        pseudo = bool(experiment.get("pseudo_labels", False))
+        for overrides in _experiment_cells(name, experiment):
+            _check_train_keys(f"experiments.{name}", overrides)
+            values = {**defaults, **(config.get("finetuning", {}) if init else {}), **overrides}
+            if values.get("num_noise_vec", 1) == 1:
+                values["multi_noise"] = False  # one noise draw: both update rules are the same computation
+            values = TrainConfig.from_dict(values).validate().to_dict()
+            pretrain = _matching_pretrain(name, values, pretrains, config) if init else None
+            markers = tuple(m for m, on in ((f"init-{init}", init), ("selftrain", pseudo)) if on)
+            reference = {**defaults, **(config.get("finetuning", {}) if init else {})}
+            cid = cell_id(values, reference, markers)
+            sigmas = [float(s) for s in experiment.get("certify_sigmas", [values["sigma"]])]
+            if any(not (math.isfinite(s) and s > 0) for s in sigmas):
+                raise ValueError(f"experiments.{name}: certification sigmas must be positive, got {sigmas}")
+            cell = cells.setdefault(cid, Cell(cid, values, pretrain=pretrain, pseudo_labels=pseudo))
+            cell.experiments.append(name)
+            cell.certify_sigmas = sorted(set(cell.certify_sigmas) | set(sigmas))
+    return cells
+
+
+def _matching_pretrain(name: str, values: dict[str, Any], pretrains: dict[str, dict], config: dict) -> str:
+    """The pre-training cell with the fine-tuned cell's sigma and eps (appendix E.1: "the corresponding model")."""
+    for pid, pvalues in pretrains.items():
+        if pvalues["sigma"] == values["sigma"] and pvalues["eps"] == values["eps"]:
+            return pid
+    grid = (config.get("pretraining") or {}).get("grid") or {}
+    raise ValueError(
+        f"experiments.{name}: no pre-training cell with sigma={values['sigma']}, eps={values['eps']}; "
+        f"pretraining.grid has sigma {grid.get('sigma')} and eps {grid.get('eps')}"
+    )
+
+
+def needs_pretraining(cells: dict[str, Cell]) -> bool:
+    return any(c.pretrain for c in cells.values())
+
+
+def needs_pseudo_labels(cells: dict[str, Cell]) -> bool:
+    return any(c.pseudo_labels for c in cells.values())
+
+
+def certification_set_size(config: dict[str, Any]) -> int:
+    """Number of images in the evaluation split certified (the synthetic demo sets its own)."""
+    data = config["data"]
+    if data.get("source") == "synthetic":
+        return int(data["synthetic"]["n_test"])
+    return TEST_SET_SIZE[config["training"]["dataset"]]
+
+
+def shard_ranges(num_images: int, shards: int) -> list[tuple[int, int]]:
+    """``shards`` contiguous ``[start, stop)`` index ranges covering ``range(num_images)``."""
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
+    bounds = [round(i * num_images / shards) for i in range(shards + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def train_arguments(values: dict[str, Any]) -> str:
+    """TrainConfig values as ``scripts/train.py`` options."""
+    parts = []
+    for name in TRAIN_FIELDS:
+        if name not in values or name in _PATH_FIELDS or values[name] is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(values[name], bool):
+            parts.append(flag if values[name] else f"--no-{name.replace('_', '-')}")
+        else:
+            parts.append(f"{flag} {format_value(values[name])}")
+    return " ".join(parts)

@@ -1,0 +1,650 @@
+"""rsmooth.analysis: reading logs, metrics, the papers' tables and numbers, scorecard, figures, provenance.
+
+The fixture tests feed Cohen et al.'s released CERTIFY logs (``shared/fixtures/cohen2019``, checked out beside
+this repository) to the library and compare with tables the authors and later papers computed from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rsmooth.analysis as A
+import rsmooth.analysis.provenance as prov_module
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/cohen2019"
+needs_fixtures = pytest.mark.skipif(
+    not FIXTURES.is_dir(),
+    reason=f"Cohen et al. fixtures not found at {FIXTURES} (shared/ is not checked out)",
+)
+ARCH = {"cifar10": "resnet110", "imagenet": "resnet50"}
+SIGMAS = {"cifar10": ["0.12", "0.25", "0.50", "1.00"], "imagenet": ["0.25", "0.50", "1.00"]}
+
+
+def cohen_log(dataset: str, sigma: str, certify_sigma: str | None = None) -> Path:
+    return FIXTURES / f"certify/{dataset}/{ARCH[dataset]}/noise_{sigma}/test/sigma_{certify_sigma or sigma}"
+
+
+def cohen_logs(dataset: str) -> dict[str, pd.DataFrame]:
+    return {s: A.read_certify_log(cohen_log(dataset, s)) for s in SIGMAS[dataset]}
+
+
+def write_log(path: Path, rows: list[tuple], time: str = "1.0") -> Path:
+    """A log with rows (idx, label, predict, radius[, correct]); correct defaults to predict == label."""
+    lines = ["idx\tlabel\tpredict\tradius\tcorrect\ttime"]
+    for row in rows:
+        idx, label, predict, radius = row[:4]
+        correct = row[4] if len(row) > 4 else int(predict == label)
+        lines.append(f"{idx}\t{label}\t{predict}\t{radius}\t{correct}\t{time}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def frame(rows: list[tuple]) -> pd.DataFrame:
+    """An in-memory log from (predict == label, radius) pairs; predict -1 where not correct and radius 0."""
+    return pd.DataFrame(
+        {
+            "idx": range(len(rows)),
+            "label": 0,
+            "predict": [0 if c else (-1 if r == 0 else 1) for c, r in rows],
+            "radius": [float(r) for _, r in rows],
+            "correct": [int(c) for c, _ in rows],
+        }
+    )
+
+
+# ------------------------------------------------------------------------------------- the authors' tables
+
+
+def parse_cohen_markdown(path: Path) -> tuple[list[float], dict[str, list[tuple[str, bool]]]]:
+    """Radii and, per sigma row, (value text, starred) for each cell of an ``analysis/markdown`` table."""
+    lines = path.read_text().splitlines()
+    radii = [float(r) for r in re.findall(r"r = ([\d.]+)", lines[0])]
+    rows = {}
+    for line in lines[2:]:
+        sigma = re.search(r"&sigma; = ([\d.]+)", line).group(1)
+        cells = [c.strip() for c in line.split("</b>|", 1)[1].split("|") if c.strip()]
+        rows[sigma] = [(c.replace("<b>*</b>", ""), c.endswith("<b>*</b>")) for c in cells]
+        assert len(rows[sigma]) == len(radii)
+    return radii, rows
+
+
+@needs_fixtures
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet"])
+def test_cohen_expected_tables_reproduced_exactly(dataset):
+    radii, expected = parse_cohen_markdown(FIXTURES / f"expected/vary_noise_{dataset}.md")
+    np.testing.assert_array_equal(radii, A.COHEN_TABLE_RADII[dataset])
+    table = A.model_table(cohen_logs(dataset), radii)
+    assert list(table.values.index) == list(expected)
+    text = table.text()
+    for sigma, cells in expected.items():
+        for j, (value, starred) in enumerate(cells):
+            assert text.loc[sigma].iat[j] == value, (sigma, radii[j])
+            assert bool(table.best.loc[sigma].iat[j]) == starred, (sigma, radii[j])
+    # The rendering marks exactly the starred cells.
+    rendered = A.to_markdown(table)
+    bold = len(re.findall(r"\*\*\d\.\d\d\*\*", rendered))
+    assert bold == sum(starred for cells in expected.values() for _, starred in cells)
+
+
+@needs_fixtures
+def test_read_both_time_formats_from_fixtures():
+    seconds = A.read_certify_log(cohen_log("cifar10", "0.25"))  # time as float seconds
+    timedelta = A.read_certify_log(cohen_log("cifar10", "0.12"))  # time as H:MM:SS.ffffff
+    assert seconds["time"].dtype == np.float64 and timedelta["time"].dtype == np.float64
+    assert seconds["time"].iloc[0] == pytest.approx(15.4)
+    assert timedelta["time"].iloc[0] == pytest.approx(13.736080)
+    assert len(seconds) == 500 and len(A.read_certify_log(cohen_log("imagenet", "0.25"))) == 427
+    assert {"idx", "label", "predict", "radius", "correct"} <= set(seconds.columns)
+
+
+# ------------------------------------------------------------------------------- the papers' numbers (data)
+
+
+def paper(paper_name: str, table: str, **key) -> pd.DataFrame:
+    numbers = A.load_paper_numbers()
+    rows = numbers[(numbers["paper"] == paper_name) & (numbers["table"] == table)]
+    for column, value in key.items():
+        rows = rows[rows[column] == value]
+    return rows
+
+
+def values_by_radius(rows: pd.DataFrame, metric: str = "certified_accuracy") -> dict[float, float]:
+    rows = rows[rows["metric"] == metric]
+    return {float(r): v for r, v in zip(rows["radius"], rows["value"], strict=True)}
+
+
+# smoothadv-and-cohen.md 6.2: certified accuracy (clean accuracy) of the camera-ready envelopes, verified
+# there against the released logs.
+CHECK_CIFAR = {
+    ("smoothadv", "envelope"): [
+        (0.73, 0.85),
+        (0.58, 0.76),
+        (0.48, 0.75),
+        (0.38, 0.57),
+        (0.33, 0.53),
+        (0.29, 0.53),
+        (0.24, 0.53),
+        (0.18, 0.44),
+        (0.16, 0.44),
+    ],
+    ("gaussian", "envelope"): [
+        (0.61, 0.77),
+        (0.43, 0.66),
+        (0.32, 0.66),
+        (0.22, 0.47),
+        (0.17, None),
+        (0.13, None),
+        (0.10, None),
+        (0.07, None),
+        (0.04, None),
+    ],
+    ("smoothadv", "envelope+pretraining"): [
+        (v, None) for v in (0.80, 0.62, 0.52, 0.38, 0.34, 0.30, 0.25, 0.19, 0.16)
+    ],
+    ("smoothadv", "envelope+self-training"): [
+        (v, None) for v in (0.80, 0.63, 0.52, 0.40, 0.34, 0.29, 0.25, 0.19, 0.17)
+    ],
+    ("smoothadv", "envelope+pretraining+self-training"): [
+        (v, None) for v in (0.81, 0.63, 0.52, 0.37, 0.33, 0.29, 0.25, 0.18, 0.16)
+    ],
+}
+CHECK_IMAGENET_SMOOTHADV = [
+    (0.56, 0.65),
+    (0.45, 0.55),
+    (0.38, 0.55),
+    (0.28, 0.42),
+    (0.26, None),
+    (0.20, None),
+    (0.17, 0.35),
+]
+CHECK_COHEN_VARY_NOISE = {
+    ("cifar10", "0.12"): [0.59, 0, 0, 0, 0, 0],
+    ("cifar10", "0.25"): [0.60, 0.43, 0.27, 0, 0, 0],
+    ("cifar10", "0.5"): [0.55, 0.41, 0.32, 0.23, 0.15, 0.09],
+    ("cifar10", "1"): [0.39, 0.34, 0.28, 0.22, 0.17, 0.14],
+    ("imagenet", "0.25"): [0.49, 0, 0, 0, 0, 0],
+    ("imagenet", "0.5"): [0.46, 0.37, 0.29, 0, 0, 0],
+    ("imagenet", "1"): [0.38, 0.33, 0.26, 0.19, 0.15, 0.12],
+}
+
+
+def test_transcribed_cells_equal_verified_check_values():
+    radii = A.TABLE_RADII["cifar10"]
+    for (method, setting), expected in CHECK_CIFAR.items():
+        cert = values_by_radius(paper("salman2019", "Table 2", method=method, setting=setting))
+        assert [cert[r] for r in radii] == pytest.approx([c for c, _ in expected]), (method, setting)
+        cells = paper("salman2019", "Table 17", method=method, setting=setting)
+        if len(cells):  # Table 17's "+ Both" row is not in the extracted text
+            assert values_by_radius(cells) == cert
+            clean = values_by_radius(cells, "clean_accuracy")
+            for r, (_, c) in zip(radii, expected, strict=True):
+                if c is not None:
+                    assert clean[r] == pytest.approx(c), (method, setting, r)
+    radii = A.TABLE_RADII["imagenet"]
+    cert = values_by_radius(paper("salman2019", "Table 1", method="smoothadv"))
+    clean = values_by_radius(paper("salman2019", "Table 16", method="smoothadv"), "clean_accuracy")
+    for r, (c, k) in zip(radii, CHECK_IMAGENET_SMOOTHADV, strict=True):
+        assert cert[r] == pytest.approx(c)
+        if k is not None:
+            assert clean[r] == pytest.approx(k)
+    for (dataset, sigma), expected in CHECK_COHEN_VARY_NOISE.items():
+        cells = values_by_radius(paper("cohen2019", f"vary_noise_{dataset}", sigma=sigma))
+        assert [cells[r] for r in A.COHEN_TABLE_RADII[dataset]] == pytest.approx(expected), (dataset, sigma)
+
+
+def test_paper_data_is_well_formed():
+    numbers, tables = A.load_paper_numbers(), A.load_paper_tables()
+    assert set(numbers["metric"]) <= set(A.paper.METRICS)
+    rates = numbers[numbers["metric"] != "acr"]["value"]
+    assert ((rates >= 0) & (rates <= 1)).all()
+    assert (numbers["precision"] > 0).all()
+    # Within one table a key names one cell.
+    assert not numbers.duplicated(["paper", "table", *A.KEY_COLUMNS]).any()
+    assert set(zip(numbers["paper"], numbers["table"], strict=True)) == set(
+        zip(tables["paper"], tables["table"], strict=True)
+    )
+    assert (tables["title"] != "").all() and (tables["source"] != "").all()
+    # The transcribed tables the issue asks for are all there.
+    for name in ["Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Table 16", "Table 17"]:
+        assert len(paper("salman2019", name)), name
+    assert len(paper("jeong2021", "Table 6 (appendix)", metric="acr")) == 7
+
+
+@needs_fixtures
+def test_paper_cohen_rows_reproduced_from_released_logs():
+    """Salman et al. print Cohen et al.'s per-sigma rows (Tables 6 and 7, 500 images); the fixtures give them."""
+    for table, dataset in [("Table 6", "imagenet"), ("Table 7", "cifar10")]:
+        rows = paper("salman2019", table, method="gaussian")
+        assert len(rows) == len(SIGMAS[dataset]) * (len(A.TABLE_RADII[dataset]) + 1)
+        for sigma, cells in rows.groupby("sigma"):
+            df = A.read_certify_log(cohen_log(dataset, f"{float(sigma):.2f}"))
+            radii = cells["radius"].astype(float).to_numpy()
+            got = [f"{v:.2f}" for v in A.certified_accuracy(df, radii)]
+            assert got == [f"{v:.2f}" for v in cells["value"]], (table, sigma)
+
+
+@needs_fixtures
+def test_envelope_and_linf_reproduce_salman_cohen_rows():
+    """Table 16's Cohen row (envelope over sigma, with clean accuracy) and Table 5's (l-inf at 1/255)."""
+    logs = cohen_logs("imagenet")
+    best = A.best_per_radius(logs, A.TABLE_RADII["imagenet"])
+    assert list(best.columns) == ["radius", "model", "certified_accuracy", "clean_accuracy"]
+    cells = paper("salman2019", "Table 16", method="gaussian")
+    assert [f"{v:.2f}" for v in best["certified_accuracy"]] == [
+        f"{v:.2f}" for v in values_by_radius(cells).values()
+    ]
+    assert [f"{v:.2f}" for v in best["clean_accuracy"]] == [
+        f"{v:.2f}" for v in values_by_radius(cells, "clean_accuracy").values()
+    ]
+    run = A.linf_cells(logs, dataset="imagenet", method="gaussian")
+    card = A.scorecard(paper("salman2019", "Table 5"), run)
+    cohen = card[card["method"] == "gaussian"]
+    assert list(cohen["status"]) == ["match", "match"]  # 28.6 and 57.2, at the paper's l2 radius 1.5
+    assert (card[card["method"] == "smoothadv"]["status"] == "not run").all()
+    # The sound conversion (1/255 * sqrt(3 * 224^2) = 1.52) certifies fewer images.
+    exact = A.linf_table({"Cohen": logs}, "imagenet")
+    assert exact.values.iat[0, 0] < 0.286
+
+
+@needs_fixtures
+def test_scorecard_on_released_logs_matches_smoothmix_gaussian_rows():
+    """SmoothMix's Gaussian rows (CIFAR-10 sigma = 1; ImageNet sigma = 0.5, 1) come from Cohen et al.'s logs."""
+    numbers = A.load_paper_numbers()
+    cases = [("cifar10", "1.00", 1.0, "Table 6 (appendix)"), ("imagenet", "0.50", 0.5, "Table 7 (appendix)")]
+    cases.append(("imagenet", "1.00", 1.0, "Table 7 (appendix)"))
+    for dataset, folder, sigma, table in cases:
+        cells = numbers[
+            (numbers["table"] == table)
+            & (numbers["method"] == "gaussian")
+            & (numbers["sigma"] == f"{sigma:g}")
+        ]
+        radii = cells.loc[cells["metric"] == "certified_accuracy", "radius"].astype(float)
+        run = A.model_cells(
+            A.read_certify_log(cohen_log(dataset, folder)),
+            radii,
+            dataset=dataset,
+            method="gaussian",
+            sigma=sigma,
+        )
+        card = A.scorecard(cells, run)
+        assert len(card) == len(cells) and (card["status"] == "match").all(), card[card["status"] != "match"]
+
+
+# --------------------------------------------------------------------------------------------- reading logs
+
+
+def test_parse_duration_formats():
+    assert A.parse_duration("15.4") == 15.4
+    assert A.parse_duration(3) == 3.0
+    assert A.parse_duration("0:02:31.238689") == pytest.approx(151.238689)
+    assert A.parse_duration("0:00:14") == 14.0
+    assert A.parse_duration("1 day, 0:00:01.5") == pytest.approx(86401.5)
+    with pytest.raises(ValueError, match="duration"):
+        A.parse_duration("2 minutes")
+
+
+def test_read_log_with_timedelta_comment_line_and_any_radius_precision(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_text(
+        '# rsmooth-certify {"n": 100000}\n'
+        "idx\tlabel\tpredict\tradius\tcorrect\ttime\n"
+        "0\t3\t3\t0.75\t1\t0:00:14.206886\n"
+        "20\t7\t7\t0.74999999\t1\t1 day, 0:00:00\n"
+        "40\t1\t1\t0.750000001234\t1\t12.5\n"
+    )
+    df = A.read_certify_log(path)
+    assert list(df["idx"]) == [0, 20, 40]
+    assert list(df["time"]) == pytest.approx([14.206886, 86400.0, 12.5])
+    assert df.attrs["path"] == str(path)
+    # "0.75" is exactly 0.75 (certified at r = 0.75); 0.74999999 is not.
+    assert A.certified_accuracy(df, [0.75])[0] == pytest.approx(2 / 3)
+
+
+def test_duplicate_indices_are_a_clear_error(tmp_path):
+    path = write_log(tmp_path / "shards.tsv", [(0, 1, 1, 0.5), (20, 2, 2, 0.4), (0, 1, 1, 0.5)])
+    with pytest.raises(ValueError, match=r"shards\.tsv.*duplicate idx 0\b"):
+        A.read_certify_log(path)
+
+
+def test_not_a_log_is_a_clear_error(tmp_path):
+    path = tmp_path / "predictions.tsv"
+    path.write_text("idx\tlabel\tpredict\tcorrect\ttime\n0\t1\t1\t1\t1.0\n")
+    with pytest.raises(ValueError, match=r"predictions\.tsv.*missing columns \['radius'\]"):
+        A.read_certify_log(path)
+
+
+# ------------------------------------------------------------------------------------------------ edge cases
+
+
+def test_empty_log_reads_but_has_no_accuracy(tmp_path):
+    path = write_log(tmp_path / "empty.tsv", [])
+    df = A.read_certify_log(path)
+    assert len(df) == 0
+    for metric in (
+        lambda d: A.certified_accuracy(d, [0.5]),
+        A.average_certified_radius,
+        A.abstention_rate,
+        lambda d: A.high_probability_accuracy(d, [0.5]),
+    ):
+        with pytest.raises(ValueError, match=r"empty\.tsv: the log has no rows"):
+            metric(df)
+    with pytest.raises(ValueError, match="model 'empty'"):
+        A.best_per_radius({"empty": df}, [0.5])
+
+
+def test_all_abstain_log_gives_zeros(tmp_path):
+    df = A.read_certify_log(write_log(tmp_path / "abstain.tsv", [(i, i % 10, -1, 0.0) for i in range(5)]))
+    np.testing.assert_array_equal(A.certified_accuracy(df, [0.0, 0.25, 1.0]), [0.0, 0.0, 0.0])
+    assert A.clean_accuracy(df) == 0.0
+    assert A.average_certified_radius(df) == 0.0
+    assert A.abstention_rate(df) == 1.0
+
+
+def test_radii_beyond_the_largest_certified_radius_give_zero():
+    df = frame([(True, 0.5), (True, 1.2), (False, 0.0)])
+    np.testing.assert_allclose(
+        A.certified_accuracy(df, [0.0, 0.5, 1.2, 1.2000001, 5.0]), [2 / 3, 2 / 3, 1 / 3, 0, 0]
+    )
+    best = A.best_per_radius({"a": df, "b": frame([(True, 0.3)])}, [10.0])
+    assert best["certified_accuracy"].iloc[0] == 0.0
+    assert best["model"].iloc[0] == "b"  # all tied at 0: the higher clean accuracy (1.0 > 0.67) wins
+
+
+# ------------------------------------------------------------------------------------------------- metrics
+
+
+def test_certified_accuracy_counts_abstentions_and_wrong_predictions_as_wrong():
+    df = pd.DataFrame(
+        {
+            "idx": range(4),
+            "label": [0, 0, 0, 0],
+            "predict": [0, 1, -1, 0],
+            "radius": [0.5, 0.9, 0.0, 1.5],
+            "correct": [1, 0, 0, 1],
+        }
+    )
+    np.testing.assert_allclose(A.certified_accuracy(df, [0.0, 0.5, 0.6, 1.5]), [0.5, 0.5, 0.25, 0.25])
+    # ACR by hand: (0.5 + 1.5) / 4, the wrong row's radius 0.9 does not count.
+    assert A.average_certified_radius(df) == pytest.approx(0.5)
+    assert A.acr(df) == A.average_certified_radius(df)
+    assert A.abstention_rate(df) == pytest.approx(0.25)
+
+
+def test_best_per_radius_breaks_ties_by_clean_accuracy():
+    # At r = 0.5 both certify 2/4; "low" has clean accuracy 2/4, "high" 3/4.
+    low = frame([(True, 0.6), (True, 0.7), (False, 0), (False, 0)])
+    high = frame([(True, 0.6), (True, 0.7), (True, 0.1), (False, 0)])
+    best = A.best_per_radius({"low": low, "high": high}, [0.5])
+    assert best.iloc[0].to_dict() == {
+        "radius": 0.5,
+        "model": "high",
+        "certified_accuracy": 0.5,
+        "clean_accuracy": 0.75,
+    }
+    # Certified accuracy decides before clean accuracy does.
+    sharp = frame([(True, 0.6), (True, 0.7), (True, 0.65), (False, 0)])
+    clean = frame([(True, 0.2), (True, 0.3), (True, 0.1), (True, 0.1)])
+    best = A.best_per_radius({"clean": clean, "sharp": sharp}, [0.0, 0.5])
+    assert list(best["model"]) == ["clean", "sharp"]
+    # A full tie goes to the model listed first.
+    assert A.best_per_radius({"x": low, "y": low.copy()}, [0.5])["model"].iloc[0] == "x"
+
+
+def test_linf_conversion():
+    d_cifar, d_imagenet = A.INPUT_DIM["cifar10"], A.INPUT_DIM["imagenet"]
+    assert d_cifar == 3072 and d_imagenet == 150528
+    assert A.l2_to_linf(math.sqrt(3072) * 2 / 255, d_cifar) == pytest.approx(2 / 255)
+    assert A.linf_to_l2(2 / 255, d_cifar) == pytest.approx(0.43471, abs=1e-5)  # the paper's "0.435"
+    assert A.linf_to_l2(1 / 255, d_imagenet) == pytest.approx(1.52149, abs=1e-5)  # the paper's "1.5"
+    np.testing.assert_allclose(A.l2_to_linf(np.array([0.5, 1.0]), 4), [0.25, 0.5])
+
+
+def test_high_probability_bound_formula():
+    df = frame([(True, 1.0)] * 300 + [(False, 0.0)] * 200)  # n = 500, certified accuracy 0.6 at r <= 1
+    # 0.6 - 0.001 - sqrt(0.001 * 0.999 * ln(1000) / 500) - ln(1000) / 1500, computed by hand:
+    assert A.high_probability_accuracy(df, [0.5])[0] == pytest.approx(0.5906797, abs=1e-6)
+    got = A.high_probability_accuracy(df, [0.5, 2.0], alpha=0.01, rho=0.05)
+    slack = 0.01 + math.sqrt(0.01 * 0.99 * math.log(20) / 500) + math.log(20) / 1500
+    np.testing.assert_allclose(got, [0.6 - slack, -slack])
+
+
+def test_radius_grid_is_exact_at_decimal_points():
+    grid = A.radius_grid(0.0, 1.0, 0.01)
+    assert len(grid) == 101 and grid[3] == 0.03 and grid[-1] == 1.0
+    np.testing.assert_array_equal(
+        A.TABLE_RADII["cifar10"], [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+    )
+
+
+def test_representative_model_is_highest_acr():
+    logs = {0.25: {"a": frame([(True, 0.2)]), "b": frame([(True, 0.4)])}, 0.5: {"c": frame([(True, 0.9)])}}
+    assert A.representative_models(logs) == {0.25: "b", 0.5: "c"}
+
+
+# -------------------------------------------------------------------------------------------------- tables
+
+
+@pytest.fixture
+def small_logs():
+    return {
+        # certified accuracy 0.75, 0.5, 0.25 at r = 0, 0.25, 0.5
+        "σ = 0.25": frame([(True, 0.6), (True, 0.3), (True, 0.1), (False, 0)]),
+        # 0.5, 0.5, 0.5, then 0.25 at r = 1
+        "σ = 0.50": frame([(True, 1.2), (True, 0.6), (False, 0), (False, 0)]),
+    }
+
+
+def test_model_table_marks_best_per_column_in_every_format(small_logs):
+    table = A.model_table(small_logs, [0.0, 0.25, 0.5, 1.0, 2.0])
+    best = table.best.to_numpy()
+    # r=0: first; r=0.25: tie (both marked); r=0.5 and 1: second; r=2: all zero, nothing marked.
+    np.testing.assert_array_equal(best, [[True, True, False, False, False], [False, True, True, True, False]])
+    md = A.to_markdown(table)
+    assert "| σ = 0.25 | **0.75** | **0.50** | 0.25 | 0.00 | 0.00 |" in md
+    assert "| σ = 0.50 | 0.50 | **0.50** | **0.50** | **0.25** | 0.00 |" in md
+    tex = A.to_latex(table)
+    assert r"$\sigma$ = 0.25 & \textbf{0.75} & \textbf{0.50} & 0.25 & 0.00 & 0.00 \\" in tex
+    html = A.to_html(table)
+    assert html.count('class="best"') == int(best.sum())
+    csv = pd.read_csv(pd.io.common.StringIO(A.to_csv(table)), comment="#")
+    assert list(csv.columns) == ["model", "radius", "certified_accuracy", "best"]
+    assert csv["best"].sum() == best.sum() and csv["certified_accuracy"].iloc[0] == 0.75
+
+
+def test_envelope_abstention_linf_and_acr_tables(small_logs):
+    groups = {"ours": small_logs, "single": {"σ = 0.25": small_logs["σ = 0.25"]}}
+    env = A.envelope_table(groups, [0.25, 0.5])
+    assert env.values.loc["ours"].tolist() == [0.5, 0.5]
+    md = A.to_markdown(env)
+    # Tie at r = 0.25 between the two sigmas inside "ours": the higher clean accuracy (0.75) is shown.
+    assert "| ours | (0.75) **0.50** | (0.50) **0.50** |" in md
+    assert "| single | (0.75) **0.50** | (0.75) 0.25 |" in md
+    assert r"$^{(0.75)}$\textbf{0.50}" in A.to_latex(env)
+    abst = A.abstention_table(groups, [0.25, 0.5])
+    # The sigma 0.25 model abstains on 1/4 of its rows, the sigma 0.50 model on 2/4.
+    assert abst.values.loc["ours"].tolist() == [0.25, 0.5]
+    assert "| ours | 25.0 | 50.0 |" in A.to_markdown(abst)
+    per_sigma = A.per_sigma_envelope_table({0.25: small_logs, 0.5: {"x": small_logs["σ = 0.50"]}}, [0.5])
+    assert list(per_sigma.values.index) == ["σ = 0.25", "σ = 0.50"]
+    linf = A.linf_table(groups, "cifar10")  # l2 radius 0.4347
+    assert linf.values.iloc[:, 0].tolist() == [0.5, 0.25] and linf.values.iloc[:, 1].tolist() == [0.5, 0.75]
+    assert "ℓ∞ acc. at 2/255" in linf.values.columns
+    acr = A.acr_table(small_logs, [0.0, 0.5])
+    assert acr.values.loc["σ = 0.50"].tolist() == ["0.450", "50.0", "50.0"]
+    assert acr.best.loc["σ = 0.50", "ACR"] and not acr.best.loc["σ = 0.25", "ACR"]
+
+
+def test_write_table_embeds_provenance_in_every_format(tmp_path, small_logs):
+    record = A.collect_provenance({"dataset": "cifar10"}, seeds={"certify": 0})
+    paths = A.write_table(
+        A.model_table(small_logs, [0.25]), tmp_path / "tables" / "sigma_0.25", provenance=record
+    )
+    assert [p.name for p in paths] == ["sigma_0.25.csv", "sigma_0.25.md", "sigma_0.25.tex", "sigma_0.25.html"]
+    csv, md, tex, html = (p.read_text() for p in paths)
+    assert csv.startswith("# rsmooth provenance: {")
+    assert json.loads(csv.splitlines()[0].split(": ", 1)[1])["config_hash"] == record["config_hash"]
+    assert "<!-- rsmooth provenance:" in md and tex.startswith("% rsmooth provenance:")
+    assert '<footer class="provenance">' in html and record["config_hash"] in html
+    assert not list((tmp_path / "tables").glob(".*.tmp"))  # atomic writes leave no temporaries
+    with pytest.raises(ValueError, match="unknown table formats"):
+        A.write_table(A.model_table(small_logs, [0.25]), tmp_path / "x", formats=["xlsx"])
+
+
+# ------------------------------------------------------------------------------------------------- figures
+
+
+def test_figures_are_written(tmp_path, small_logs):
+    record = A.collect_provenance()
+    paths = [
+        A.plot_certified_accuracy(small_logs, tmp_path / "curves.png", max_radius=2.25, provenance=record),
+        A.plot_envelopes(
+            {"ours": small_logs, "cohen": {"a": small_logs["σ = 0.25"]}},
+            tmp_path / "envelopes.svg",
+            max_radius=2.25,
+            styles={"cohen": {"linestyle": "--"}},
+            provenance=record,
+        ),
+        A.plot_ablation(
+            {"σ = 0.25": {"1": small_logs["σ = 0.25"], "2": small_logs["σ = 0.50"]}, "σ = 0.50": small_logs},
+            tmp_path / "ablation_m.png",
+            parameter="m_train",
+            max_radius=2.0,
+        ),
+    ]
+    for path in paths:
+        assert path.exists() and path.stat().st_size > 1000
+    png = paths[0].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"rsmooth provenance" in png
+    assert "rsmooth provenance" in paths[1].read_text()
+    with pytest.raises(ValueError, match="figures are written as"):
+        A.plot_certified_accuracy(small_logs, tmp_path / "curves.pdf", max_radius=1.0)
+
+
+# ----------------------------------------------------------------------------------------------- scorecard
+
+
+def test_scorecard_differences_and_not_run_cells():
+    numbers = paper("salman2019", "Table 2", method="smoothadv", setting="envelope")  # 73, 58, 48, ...
+    run = pd.DataFrame(
+        {
+            "dataset": "cifar10",
+            "method": "smoothadv",
+            "setting": "envelope",
+            "sigma": None,
+            "metric": "certified_accuracy",
+            "radius": ["0.25", 0.50, 0.75],  # text and numbers both match the paper's key
+            "value": [0.7349, 0.60, 0.40],
+        }
+    )
+    card = A.scorecard(numbers, run)
+    assert len(card) == 9
+    by_radius = card.set_index("radius")
+    assert by_radius.loc["0.25", "status"] == "match"  # 73.49% prints as 73
+    assert by_radius.loc["0.5", "status"] == "differs"
+    assert by_radius.loc["0.5", "difference"] == pytest.approx(0.02)
+    assert by_radius.loc["0.75", "difference"] == pytest.approx(-0.08)
+    not_run = card[card["run_value"].isna()]
+    assert len(not_run) == 6 and (not_run["status"] == "not run").all()
+    assert A.scorecard(numbers, run, tolerance=0.05).set_index("radius").loc["0.5", "status"] == "match"
+    summary = A.scorecard_summary(card)
+    assert summary[["match", "differs", "not run"]].iloc[0].tolist() == [1, 2, 6]
+    md = A.to_markdown(A.scorecard_table(card))
+    assert "| salman2019 | Table 2 | Ours | r = 0.5 | 58.0 | 60.0 | +2.0 | differs |" in md
+    assert "| salman2019 | Table 2 | Ours | r = 2.25 | 16.0 | – | – | not run |" in md
+
+
+def test_scorecard_rejects_ambiguous_run_values():
+    numbers = paper("salman2019", "Table 2", method="smoothadv", setting="envelope")
+    run = pd.DataFrame(
+        {
+            "dataset": "cifar10",
+            "method": "smoothadv",
+            "setting": "envelope",
+            "sigma": "",
+            "metric": "certified_accuracy",
+            "radius": [0.25, 0.250],
+            "value": [0.7, 0.8],
+        }
+    )
+    with pytest.raises(ValueError, match="repeated key"):
+        A.scorecard(numbers, run)
+
+
+def test_run_cells_use_the_paper_key(small_logs):
+    cells = A.model_cells(
+        small_logs["σ = 0.25"],
+        [0.0, 0.25],
+        dataset="cifar10",
+        method="smoothadv_pgd",
+        setting=A.model_setting(2, 1, 0.25),
+        sigma=0.25,
+    )
+    assert list(cells.columns) == [*A.KEY_COLUMNS, "value"]
+    assert cells["setting"].unique().tolist() == ["T=2 m=1 eps=0.25"]
+    assert cells[cells["metric"] == "acr"]["value"].item() == pytest.approx(0.25)
+    env = A.envelope_cells(small_logs, [0.5], dataset="cifar10", method="smoothadv")
+    assert dict(zip(env["metric"], env["value"], strict=True)) == {
+        "certified_accuracy": 0.5,
+        "clean_accuracy": 0.5,
+        "abstention_rate": 0.5,
+    }
+    # Every per-model cell the paper has for this setting finds its run value.
+    numbers = paper("salman2019", "Table 7", method="smoothadv_pgd", setting="T=2 m=1 eps=0.25", sigma="0.25")
+    card = A.scorecard(numbers, cells)
+    assert card.set_index("radius").loc[["0", "0.25"], "status"].tolist() == ["differs", "differs"]
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def test_provenance_fields_and_stable_config_hash(monkeypatch):
+    config = {"sigma": 0.25, "attack": {"steps": 2, "eps": 0.5}, "seeds": (0, 1)}
+    reordered = {"seeds": [0, 1], "attack": {"eps": 0.5, "steps": 2}, "sigma": 0.25}
+    assert A.config_hash(config) == A.config_hash(reordered)
+    assert A.config_hash(config) != A.config_hash({**config, "sigma": 0.5})
+    canonical = '{"attack":{"eps":0.5,"steps":2},"seeds":[0,1],"sigma":0.25}'
+    assert A.config_hash(config) == hashlib.sha256(canonical.encode()).hexdigest()
+
+    record = A.collect_provenance(config, seeds={"train": 1, "certify": 0}, extra={"stage": "tables"})
+    for key in ("config_hash", "rsmooth_version", "git_commit", "git_dirty", "python", "packages", "seeds"):
+        assert key in record
+    assert record["config_hash"] == A.config_hash(config) and record["stage"] == "tables"
+    assert set(record["packages"]) >= {
+        "torch",
+        "torchvision",
+        "numpy",
+        "scipy",
+        "statsmodels",
+        "pandas",
+        "snakemake",
+    }
+    assert record["packages"]["numpy"] == np.__version__
+    assert record["seeds"] == {"train": 1, "certify": 0}
+    json.dumps(record)  # JSON-ready
+    assert "created_utc" not in record and "created_utc" in A.collect_provenance(timestamp=True)
+
+    # Outside git (no git binary, or not a checkout) the record still comes, without a commit.
+    def no_git(*args, **kwargs):
+        raise FileNotFoundError("git")
+
+    monkeypatch.delenv(prov_module.GIT_COMMIT_ENV, raising=False)
+    monkeypatch.setattr(subprocess, "run", no_git)
+    assert prov_module.git_commit() == (None, None)
+    assert A.collect_provenance()["git_commit"] is None
+    monkeypatch.setenv(prov_module.GIT_COMMIT_ENV, "abc123")
+    assert A.collect_provenance()["git_commit"] == "abc123"
+
+
+def test_provenance_sidecar(tmp_path):
+    path = A.write_provenance_sidecar(tmp_path / "fig.png", A.collect_provenance({"a": 1}))
+    assert path.name == "fig.png.provenance.json"
+    assert json.loads(path.read_text())["config_hash"] == A.config_hash({"a": 1})

@@ -1,0 +1,440 @@
+"""The config schema (workflow/schemas/config.schema.yaml) accepts every preset, fills its defaults, matches
+TrainConfig, and rejects broken configs with a first line that names the bad key or value; rsmooth.pipeline
+rejects what a schema cannot express."""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from rsmooth.dataset_info import DATASETS
+from rsmooth.pipeline import (
+    TRAIN_FIELDS,
+    certification_set_size,
+    model_cells,
+    needs_pretraining,
+    pretrain_cells,
+    shard_ranges,
+)
+from rsmooth.train_config import ATTACKS, METHODS, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+FIELDS = SCHEMA["$defs"]["training"]["properties"]
+PIPELINE_SET = {"pretrained", "pseudo_labels"}  # TrainConfig fields the pipeline sets itself
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+# Complete presets (a partial file, merged over config/config.yaml by the Snakefile, has no experiments).
+PRESETS = sorted(p for p in (ROOT / "config").glob("*.yaml") if "experiments" in load(p))
+
+
+def validated(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as the Snakefile sees it: validated, schema defaults filled in."""
+    validate(config, str(SCHEMA_PATH))
+    return config
+
+
+def rejection(config: dict[str, Any]) -> tuple[str, str]:
+    """The first line of the schema's complaint and the line saying where it is."""
+    with pytest.raises(WorkflowError) as info:
+        validate(config, str(SCHEMA_PATH))
+    lines = str(info.value).splitlines()
+    headline = next(line for line in lines if line.startswith("ValidationError: "))
+    where = next(line for line in lines if line.startswith("On instance"))
+    return headline, where
+
+
+# A small config with every section of the paper config, to be broken one key at a time.
+BASE = {
+    "data": {"root": "resources/data", "source": "download"},
+    "training": {"dataset": "cifar10", "arch": "cifar_resnet110", "epochs": 150, "batch_size": 256},
+    "pretraining": {
+        "training": {"dataset": "imagenet32", "arch": "imagenet32_resnet110", "method": "smoothadv"},
+        "grid": {"sigma": [0.25, 0.5], "eps": [0.5]},
+    },
+    "finetuning": {"epochs": 30, "lr": 0.001, "lr_step_size": 0, "warmup": 1},
+    "pseudo_labels": {"labels": "shipped"},
+    "experiments": {
+        "cohen": {"grid": {"method": ["gaussian"], "sigma": [0.25, 0.5]}},
+        "pretraining": {
+            "init": "imagenet32",
+            "grid": {"method": ["smoothadv"], "sigma": [0.25, 0.5], "eps": [0.5], "steps": [2]},
+        },
+        "smoothmix": {
+            "set": {"method": "smoothmix", "num_noise_vec": 2, "steps": 4},
+            "cells": [{"sigma": 0.25, "smoothmix_alpha": 0.5}, {"sigma": 0.5, "smoothmix_alpha": 1.0}],
+        },
+        "vanilla_pgd": {
+            "certify_sigmas": [0.25, 0.5],
+            "grid": {"method": ["pgd_vanilla"], "sigma": [0.0], "eps": [0.5], "steps": [2]},
+        },
+    },
+    "certify": {"shards": 4},
+    "analysis": {"radii": [0.0, 0.5, 1.0]},
+}
+
+
+def broken(edit) -> dict[str, Any]:
+    config = copy.deepcopy(BASE)
+    edit(config)
+    return config
+
+
+# --- presets ------------------------------------------------------------------------------------------
+
+
+def test_the_presets_are_found():
+    names = {p.name for p in PRESETS}
+    assert {"config.yaml", "imagenet.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_preset_validates_and_expands(path):
+    config = validated(load(path))
+    cells = model_cells(config)
+    assert cells
+    # Every experiment contributes at least one cell, and every cell is certified at least once.
+    assert {name for cell in cells.values() for name in cell.experiments} == set(config["experiments"])
+    assert all(cell.certify_sigmas for cell in cells.values())
+    if needs_pretraining(cells):
+        assert {cell.pretrain for cell in cells.values() if cell.pretrain} <= set(pretrain_cells(config))
+    shards = shard_ranges(certification_set_size(config), config["certify"]["shards"])
+    assert len(shards) == config["certify"]["shards"]
+
+
+def test_the_base_config_of_these_tests_is_valid():
+    cells = model_cells(validated(copy.deepcopy(BASE)))
+    assert len(cells) == 2 + 2 + 2 + 1
+
+
+def test_imagenet_preset_is_the_table_6_grid():
+    config = validated(load(ROOT / "config" / "imagenet.yaml"))
+    cells = model_cells(config)
+    methods = [(c.train["method"], c.train["attack"], c.train["steps"]) for c in cells.values()]
+    assert methods.count(("gaussian", "pgd", 10)) == 3  # attack and steps are unused by gaussian
+    assert methods.count(("smoothadv", "pgd", 1)) == 12
+    assert methods.count(("smoothadv", "ddn", 2)) == 12
+    table_6_eps = {0.5, 1.0, 2.0, 4.0}
+    assert {c.train["eps"] for c in cells.values() if c.train["method"] == "smoothadv"} == table_6_eps
+    assert {
+        (c.train["dataset"], c.train["arch"], c.train["epochs"], c.train["batch_size"])
+        for c in cells.values()
+    } == {("imagenet", "resnet50", 90, 400)}
+    # 500 certified images: every 100th of the 50,000 val images.
+    assert len(range(0, certification_set_size(config), config["certify"]["skip"])) == 500
+
+
+# --- defaults -----------------------------------------------------------------------------------------
+
+
+def test_defaults_are_filled_where_the_parent_exists():
+    config = validated(
+        {"data": {}, "training": {}, "experiments": {"e": {"grid": {"sigma": [0.25]}}}, "certify": {}}
+    )
+    assert config["data"] == {"root": "resources/data", "source": "download"}
+    assert config["certify"] == {
+        "n0": 100,
+        "n": 100000,
+        "alpha": 0.001,
+        "batch": 400,
+        "skip": 1,
+        "shards": 20,
+        "seed": 0,
+        "amp": False,
+    }
+    assert config["analysis"]["radii"][0] == 0.0
+    assert config["pseudo_labels"] == {
+        "labels": "shipped",
+        "standard_model": {"method": "standard", "sigma": 0.0},
+    }
+    # Training values get no schema defaults (TrainConfig's apply), so none leak into overrides.
+    assert config["training"] == {}
+    assert config["experiments"] == {"e": {"grid": {"sigma": [0.25]}}}
+    assert "pretraining" not in config and "finetuning" not in config
+
+
+def test_synthetic_sizes_default_to_those_of_prepare_data():
+    # The Snakefile passes only the sizes a config gives, so the two sets of defaults must agree.
+    script = (ROOT / "scripts" / "prepare_data.py").read_text()
+    script_defaults = {
+        name.replace("-", "_"): int(value)
+        for name, value in re.findall(r'"--([a-z0-9-]+)", type=int, default=(\d+)', script)
+    }
+    config = validated({**copy.deepcopy(BASE), "data": {"source": "synthetic", "synthetic": {}}})
+    assert config["data"]["synthetic"] == script_defaults
+    assert certification_set_size(config) == script_defaults["n_test"]
+
+
+# --- the schema matches TrainConfig ------------------------------------------------------------------
+
+_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "float | None": ["number", "null"]}
+
+
+def test_training_fields_are_train_config_fields_minus_the_pipeline_set_ones():
+    expected = [name for name in TRAIN_FIELDS if name not in PIPELINE_SET]
+    assert list(FIELDS) == expected
+    grid = SCHEMA["$defs"]["training_grid"]["properties"]
+    assert list(grid) == expected
+    for name, entry in grid.items():
+        assert entry["items"] == {"$ref": f"#/$defs/training/properties/{name}"}, name
+
+
+def test_training_field_types_and_choices_match_train_config():
+    for field in fields(TrainConfig):
+        if field.name in PIPELINE_SET:
+            continue
+        schema = FIELDS[field.name]
+        if field.type == "str":
+            assert "enum" in schema or schema["type"] == "string", field.name
+        else:
+            assert schema["type"] == _JSON_TYPES[field.type], field.name
+    assert FIELDS["method"]["enum"] == list(METHODS)
+    assert FIELDS["attack"]["enum"] == list(ATTACKS)
+    # tinyimages only supplies pseudo-labels: TrainConfig.validate refuses to train on it.
+    assert FIELDS["dataset"]["enum"] == [d for d in DATASETS if d != "tinyimages"]
+    with pytest.raises(ValueError, match="pseudo-labels only"):
+        TrainConfig(dataset="tinyimages").validate()
+
+
+def _bounds(schema: dict[str, Any]):
+    """(value at the bound, value past it) for each bound of a numeric field."""
+    step = 1 if schema["type"] == "integer" else 0.01
+    if "minimum" in schema:
+        yield schema["minimum"], schema["minimum"] - step
+    if "exclusiveMinimum" in schema:
+        yield None, schema["exclusiveMinimum"]
+    if "exclusiveMaximum" in schema:
+        yield None, schema["exclusiveMaximum"]
+
+
+@pytest.mark.parametrize("name", [n for n, s in FIELDS.items() if s.get("type") in ("integer", "number")])
+def test_numeric_bounds_are_those_of_train_config_validate(name):
+    schema = FIELDS[name]
+    bounds = list(_bounds(schema))
+    assert bounds, f"{name} has no bound in the schema"
+    for inside, outside in bounds:
+        # method "standard": no noise, so sigma 0 is allowed and no other rule gets in the way.
+        if inside is not None:
+            TrainConfig(method="standard", **{name: inside}).validate()
+        with pytest.raises(ValueError, match=name):
+            TrainConfig(method="standard", **{name: outside}).validate()
+
+
+def test_arch_pattern_accepts_every_registered_architecture():
+    pytest.importorskip("torch")
+    from rsmooth.models.architectures import ARCHITECTURES
+
+    pattern = re.compile(FIELDS["arch"]["pattern"])
+    assert all(pattern.fullmatch(arch) for arch in ARCHITECTURES)
+    assert not pattern.fullmatch("resnet18")
+
+
+def test_top_level_section_names_are_the_properties():
+    assert SCHEMA["propertyNames"]["enum"] == list(SCHEMA["properties"])
+
+
+# --- broken configs: what the schema rejects, and the message users get ------------------------------
+
+
+def _set(path: str, value: Any):
+    """An edit setting ``config[a][b]... = value`` for the dotted ``path``."""
+
+    def edit(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return edit
+
+
+def _rename(path: str, new: str):
+    def edit(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[new] = node.pop(last)
+
+    return edit
+
+
+def _drop(path: str):
+    def edit(config):
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        del node[last]
+
+    return edit
+
+
+BROKEN = {
+    "unknown method in a grid": (
+        _set("experiments.cohen.grid.method", ["macer"]),
+        ["'macer' is not one of", *(repr(m) for m in METHODS)],
+        "['experiments']['cohen']['grid']['method'][0]",
+    ),
+    "negative sigma": (
+        _set("training.sigma", -0.25),
+        ["-0.25 is less than the minimum of 0"],
+        "['training']['sigma']",
+    ),
+    "experiment key typo": (
+        _rename("experiments.cohen.grid", "grdi"),
+        ["Additional properties are not allowed ('grdi' was unexpected)"],
+        "['experiments']['cohen']",
+    ),
+    "top-level key typo": (
+        _rename("certify", "certfy"),
+        ["'certfy' is not one of", "'certify'", "'experiments'"],
+        "instance",
+    ),
+    "alpha of 0.5 or more": (
+        _set("certify.alpha", 0.7),
+        ["0.7 is greater than or equal to the maximum of 0.5"],
+        "['certify']['alpha']",
+    ),
+    "zero shards": (
+        _set("certify.shards", 0),
+        ["0 is less than the minimum of 1"],
+        "['certify']['shards']",
+    ),
+    "init other than imagenet32": (
+        _set("experiments.pretraining.init", "imagenet"),
+        ["'imagenet' is not one of ['imagenet32']"],
+        "['experiments']['pretraining']['init']",
+    ),
+    "training field typo": (
+        _set("training.learning_rate", 0.1),
+        ["Additional properties are not allowed ('learning_rate' was unexpected)"],
+        "['training']",
+    ),
+    "synthetic source without sizes": (
+        _set("data.source", "synthetic"),
+        ["'synthetic' is a required property"],
+        "['data']",
+    ),
+    "grid value not a list": (
+        _set("experiments.cohen.grid.sigma", 0.25),
+        ["0.25 is not of type 'array'"],
+        "['experiments']['cohen']['grid']['sigma']",
+    ),
+    "empty grid list": (
+        _set("experiments.cohen.grid.sigma", []),
+        ["[] should be non-empty"],
+        "['experiments']['cohen']['grid']['sigma']",
+    ),
+    "unknown attack in set": (
+        _set("experiments.smoothmix.set.attack", "fgsm"),
+        ["'fgsm' is not one of", *(repr(a) for a in ATTACKS)],
+        "['experiments']['smoothmix']['set']['attack']",
+    ),
+    "training field typo in a cell": (
+        _set("experiments.smoothmix.cells", [{"sigma": 0.25, "alpha": 0.5}]),
+        ["('alpha' was unexpected)"],
+        "['experiments']['smoothmix']['cells'][0]",
+    ),
+    "pretrained set by hand": (
+        _set("finetuning.pretrained", "model.pt"),
+        ["('pretrained' was unexpected)"],
+        "['finetuning']",
+    ),
+    "both grid and cells": (
+        _set("experiments.cohen.cells", [{"sigma": 0.25}]),
+        ["should not be valid under {'required': ['grid']}"],
+        "['experiments']['cohen']",
+    ),
+    "neither grid nor cells": (
+        _drop("experiments.cohen.grid"),
+        ["'grid' is a required property"],
+        "['experiments']['cohen']",
+    ),
+    "init without a pretraining section": (
+        _drop("pretraining"),
+        ["'pretraining' is a required property"],
+        "instance",
+    ),
+    "missing experiments": (
+        _drop("experiments"),
+        ["'experiments' is a required property"],
+        "instance",
+    ),
+    "experiment name with a dash": (
+        _rename("experiments.cohen", "cohen-2019"),
+        ["'cohen-2019' does not match"],
+        "['experiments']",
+    ),
+    "certification sigma of zero": (
+        _set("experiments.vanilla_pgd.certify_sigmas", [0.0, 0.25]),
+        ["0.0 is less than or equal to the minimum of 0"],
+        "['experiments']['vanilla_pgd']['certify_sigmas'][0]",
+    ),
+    "unknown pseudo-label source": (
+        _set("pseudo_labels.labels", "carmon"),
+        ["'carmon' is not one of ['shipped', 'model']"],
+        "['pseudo_labels']['labels']",
+    ),
+    # What a nested `--config certify={shards: 4}` gives: every nested value arrives as a string.
+    "nested --config value as a string": (
+        _set("certify.shards", "4"),
+        ["'4' is not of type 'integer'"],
+        "['certify']['shards']",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_schema_rejects_broken_config_naming_the_problem(case):
+    edit, messages, where = BROKEN[case]
+    headline, location = rejection(broken(edit))
+    for message in messages:
+        assert message in headline, headline
+    assert location.startswith("On instance") and location.rstrip(":").endswith(where), location
+
+
+# --- what only rsmooth.pipeline can reject -----------------------------------------------------------
+
+PIPELINE_REJECTS = {
+    "fine-tuning without the matching pre-training": (
+        _set("experiments.pretraining.grid.eps", [1.0]),
+        "experiments.pretraining: no pre-training cell with sigma=0.25, eps=1.0; "
+        "pretraining.grid has sigma [0.25, 0.5] and eps [0.5]",
+    ),
+    "num_noise_vec not dividing batch_size": (
+        _set("experiments.smoothmix.set.num_noise_vec", 3),
+        "num_noise_vec (m) must divide batch_size: got m=3, batch_size=256",
+    ),
+    "noise-trained method with sigma 0": (
+        _set("experiments.cohen.grid.sigma", [0.0]),
+        "method 'gaussian' trains under Gaussian noise: sigma must be > 0, got 0",
+    ),
+    "several noise draws for a single-draw method": (
+        _set("experiments.cohen.grid.num_noise_vec", [2]),
+        "num_noise_vec (m) > 1 applies to methods smoothadv and smoothmix only, not 'gaussian'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(PIPELINE_REJECTS))
+def test_pipeline_rejects_what_the_schema_cannot(case):
+    edit, message = PIPELINE_REJECTS[case]
+    config = validated(broken(edit))  # the schema has nothing against it
+    with pytest.raises(ValueError) as info:
+        model_cells(config)
+    assert message in str(info.value)

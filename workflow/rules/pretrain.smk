@@ -1,0 +1,21 @@
+# ImageNet32 pre-training (SmoothAdv appendix E.1): one model per (sigma, eps) of pretraining.grid.
+
+
+rule pretrain:
+    input:
+        data=data_stamp("imagenet32"),
+    output:
+        model=protected("results/pretrain/{pcell}/model.pt"),
+        log="results/pretrain/{pcell}/epochs.tsv",
+    log:
+        "results/logs/pretrain/{pcell}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{pcell}.tsv"
+    resources:
+        runtime=lambda wc, attempt: 2880 * attempt,
+    params:
+        args=lambda wc: train_arguments(PRETRAIN_CELLS[wc.pcell]),
+        root=DATA_ROOT,
+    shell:
+        "python {SCRIPTS}/train.py {output.model} {params.args} --data-root {params.root} "
+        "--log {output.log} --no-progress > {log} 2>&1"
