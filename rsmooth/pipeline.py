@@ -162,14 +162,6 @@ def _matching_pretrain(name: str, values: dict[str, Any], pretrains: dict[str, d
     )
 
 
-def needs_pretraining(cells: dict[str, Cell]) -> bool:
-    return any(c.pretrain for c in cells.values())
-
-
-def needs_pseudo_labels(cells: dict[str, Cell]) -> bool:
-    return any(c.pseudo_labels for c in cells.values())
-
-
 def certification_set_size(config: dict[str, Any]) -> int:
     """Number of images in the evaluation split certified (the synthetic demo sets its own)."""
     data = config["data"]

@@ -1,55 +1,19 @@
 # Aggregation: the papers' tables, figures and the paper-vs-run scorecard, for the report.
 
-ANALYSIS = "results/analysis"
-ANALYSIS_TABLES = ["envelope", "per_model", "envelope_per_sigma", "abstention", "linf", "acr"]
-ANALYSIS_FIGURES = [
-    "certified_accuracy",
-    "envelopes",
-    "envelopes_per_sigma",
-    "representative",
-    "ablation_m_train",
-    "ablation_eps",
-    "ablation_method",
-]
-ANALYSIS_OUTPUTS = [
-    *(f"{ANALYSIS}/tables/{t}.html" for t in ANALYSIS_TABLES),
-    *(f"{ANALYSIS}/figures/{f}.png" for f in ANALYSIS_FIGURES),
-    f"{ANALYSIS}/scorecard.html",
-    f"{ANALYSIS}/cells.html",
-    f"{ANALYSIS}/runtimes.html",
-    f"{ANALYSIS}/configuration.html",
-]
-
-
-def grid_description():
-    """Cells, their experiments and certification logs, as the aggregation scripts read them."""
-    return {
-        cell.id: {
-            "experiments": cell.experiments,
-            "train": cell.train,
-            "pretrain": cell.pretrain,
-            "pseudo_labels": cell.pseudo_labels,
-            "logs": {format_value(s): log for s, log in zip(cell.certify_sigmas, certification_logs(cell))},
-        }
-        for cell in CELLS.values()
-    }
-
 
 rule describe_grid:
     output:
         grid=f"{ANALYSIS}/grid.json",
         config=f"{ANALYSIS}/config.json",
+    log:
+        "results/logs/describe_grid.log",
     localrule: True
     params:
         grid=lambda wc: json.dumps(grid_description(), sort_keys=True),
         config=lambda wc: json.dumps(config, sort_keys=True, default=str),
     run:
         # Written from params, so that any change of the grid or config reruns the aggregation.
-        from rsmooth.io import atomic_open
-
-        for path, text in ((output.grid, params.grid), (output.config, params.config)):
-            with atomic_open(path) as handle:
-                handle.write(text)
+        write_texts({output.grid: params.grid, output.config: params.config}, log[0])
 
 
 rule aggregate:
@@ -81,9 +45,12 @@ rule aggregate:
     log:
         "results/logs/aggregate.log",
     localrule: True
+    params:
+        script=script("aggregate.py"),
+        out=lambda wc, output: Path(output.scorecard).parent,
     shell:
-        "python {SCRIPTS}/aggregate.py --grid {input.grid} --config {input.config} "
-        "--out {ANALYSIS} > {log} 2>&1"
+        "python {params.script} --grid {input.grid} --config {input.config} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule figures:
@@ -104,9 +71,12 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
+    params:
+        script=script("figures.py"),
+        out=lambda wc, output: Path(output[0]).parent,
     shell:
-        "python {SCRIPTS}/figures.py --grid {input.grid} --config {input.config} "
-        "--out {ANALYSIS}/figures > {log} 2>&1"
+        "python {params.script} --grid {input.grid} --config {input.config} "
+        "--out {params.out} > {log} 2>&1"
 
 
 rule runtimes:
@@ -118,5 +88,8 @@ rule runtimes:
     log:
         "results/logs/runtimes.log",
     localrule: True
+    params:
+        script=script("runtimes.py"),
+        benchmarks="results/benchmarks",
     shell:
-        "python {SCRIPTS}/runtimes.py results/benchmarks {output} > {log} 2>&1"
+        "python {params.script} {params.benchmarks} {output} > {log} 2>&1"

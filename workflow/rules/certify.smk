@@ -2,11 +2,6 @@
 # kill, so a rerun only certifies the images that are missing. The shards of a model are then merged.
 
 
-def shard_bounds(wildcards):
-    start, stop = SHARDS[int(wildcards.shard)]
-    return f"--start {start} --stop {stop}"
-
-
 rule certify_shard:
     input:
         model=ancient("results/models/{cell}/model.pt"),
@@ -19,14 +14,16 @@ rule certify_shard:
         "results/benchmarks/certify/{cell}/sigma-{sigma}/shard-{shard}.tsv"
     resources:
         runtime=lambda wc, attempt: 720 * attempt,
+        gpu=1,
     params:
+        script=script("certify.py"),
         bounds=shard_bounds,
-        root=DATA_ROOT,
+        root=lambda wc, input: data_root(input.data),
         dataset=config["training"]["dataset"],
         c=config["certify"],
         amp="--amp" if config["certify"].get("amp") else "",
     shell:
-        "python {SCRIPTS}/certify.py {output} --checkpoint {input.model} --dataset {params.dataset} "
+        "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
         "--data-root {params.root} --sigma {wildcards.sigma} --N0 {params.c[n0]} --N {params.c[n]} "
         "--alpha {params.c[alpha]} --batch {params.c[batch]} --skip {params.c[skip]} "
         "--seed {params.c[seed]} {params.bounds} {params.amp} --no-progress > {log} 2>&1"
@@ -43,5 +40,7 @@ rule merge_certify:
     log:
         "results/logs/certify/{cell}/sigma-{sigma}/merge.log",
     localrule: True
+    params:
+        script=script("merge_certify.py"),
     shell:
-        "python {SCRIPTS}/merge_certify.py {output} {input} > {log} 2>&1"
+        "python {params.script} {output} {input} > {log} 2>&1"

@@ -9,8 +9,6 @@ from rsmooth.pipeline import (
     certification_set_size,
     format_value,
     model_cells,
-    needs_pretraining,
-    needs_pseudo_labels,
     pretrain_cells,
     shard_ranges,
     train_arguments,
@@ -26,11 +24,43 @@ PRETRAIN_CELLS = pretrain_cells(config)
 SHARDS = shard_ranges(certification_set_size(config), config["certify"]["shards"])
 
 
+ANALYSIS = "results/analysis"
+ANALYSIS_TABLES = ["envelope", "per_model", "envelope_per_sigma", "abstention", "linf", "acr"]
+ANALYSIS_FIGURES = [
+    "certified_accuracy",
+    "envelopes",
+    "envelopes_per_sigma",
+    "representative",
+    "ablation_m_train",
+    "ablation_eps",
+    "ablation_method",
+]
+ANALYSIS_OUTPUTS = [
+    *(f"{ANALYSIS}/tables/{t}.html" for t in ANALYSIS_TABLES),
+    *(f"{ANALYSIS}/figures/{f}.png" for f in ANALYSIS_FIGURES),
+    f"{ANALYSIS}/scorecard.html",
+    f"{ANALYSIS}/cells.html",
+    f"{ANALYSIS}/runtimes.html",
+    f"{ANALYSIS}/configuration.html",
+]
+
+
 wildcard_constraints:
     cell=r"[A-Za-z0-9_.\-]+",
     sigma=r"[0-9.]+",
     shard=r"\d+",
     dataset=r"[a-z0-9]+",
+
+
+def script(name):
+    """A script of scripts/ by absolute path (passed as a param, so the workflow runs from any directory)."""
+    return str(SCRIPTS / name)
+
+
+def data_root(stamps):
+    """The data root that a data set's stamp file (<root>/.ready/<dataset>.json) lies in."""
+    stamp = stamps if isinstance(stamps, str) else stamps[0]
+    return str(Path(stamp).parent.parent)
 
 
 def data_stamp(dataset):
@@ -51,3 +81,67 @@ def certification_logs(cell):
 
 def all_certification_logs():
     return [path for cell in CELLS.values() for path in certification_logs(cell)]
+
+
+def synthetic_arguments():
+    data = config["data"]
+    if data.get("source") != "synthetic":
+        return ""
+    sizes = data["synthetic"]
+    names = ("n_train", "n_test", "n_tinyimages", "imagenet32_per_batch", "imagenet32_val", "seed")
+    return " ".join(f"--{n.replace('_', '-')} {sizes[n]}" for n in names if n in sizes)
+
+
+def pseudo_label_inputs(wildcards):
+    inputs = {"cifar10": data_stamp("cifar10"), "tinyimages": data_stamp("tinyimages")}
+    if config["pseudo_labels"]["labels"] == "model":
+        inputs["model"] = rules.train_standard_model.output.model
+    return inputs
+
+
+def train_inputs(wildcards):
+    cell = CELLS[wildcards.cell]
+    inputs = {"data": training_datasets(cell.train, cell.pseudo_labels)}
+    if cell.pretrain:
+        inputs["pretrained"] = ancient(f"results/pretrain/{cell.pretrain}/model.pt")
+    if cell.pseudo_labels:
+        inputs["pseudo_labels"] = "results/pseudolabels/merged.npz"
+    return inputs
+
+
+def train_extra_arguments(wildcards, input):
+    extra = []
+    if "pretrained" in input.keys():
+        extra.append(f"--pretrained {input.pretrained}")
+    if "pseudo_labels" in input.keys():
+        extra.append(f"--pseudo-labels {input.pseudo_labels}")
+    return " ".join(extra)
+
+
+def shard_bounds(wildcards):
+    start, stop = SHARDS[int(wildcards.shard)]
+    return f"--start {start} --stop {stop}"
+
+
+def grid_description():
+    """Cells, their experiments and certification logs, as the aggregation scripts read them."""
+    return {
+        cell.id: {
+            "experiments": cell.experiments,
+            "train": cell.train,
+            "pretrain": cell.pretrain,
+            "pseudo_labels": cell.pseudo_labels,
+            "logs": {format_value(s): log for s, log in zip(cell.certify_sigmas, certification_logs(cell))},
+        }
+        for cell in CELLS.values()
+    }
+
+
+def write_texts(texts, log):
+    """Write each text to its path atomically, and say so in the log."""
+    from rsmooth.io import atomic_open
+
+    for path, text in texts.items():
+        with atomic_open(path) as handle:
+            handle.write(text)
+    Path(log).write_text("".join(f"wrote {path}\n" for path in texts))

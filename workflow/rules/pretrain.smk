@@ -13,9 +13,11 @@ rule pretrain:
         "results/benchmarks/pretrain/{pcell}.tsv"
     resources:
         runtime=lambda wc, attempt: 2880 * attempt,
+        gpu=1,
     params:
         args=lambda wc: train_arguments(PRETRAIN_CELLS[wc.pcell]),
-        root=DATA_ROOT,
+        script=script("train.py"),
+        root=lambda wc, input: data_root(input.data),
     shell:
-        "python {SCRIPTS}/train.py {output.model} {params.args} --data-root {params.root} "
+        "python {params.script} {output.model} {params.args} --data-root {params.root} "
         "--log {output.log} --no-progress > {log} 2>&1"

@@ -12,21 +12,17 @@ rule train_standard_model:
         "results/logs/pseudolabels/standard_model.log",
     benchmark:
         "results/benchmarks/pseudolabels/standard_model.tsv"
+    resources:
+        gpu=1,
     params:
         args=lambda wc: train_arguments(
             {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
         ),
-        root=DATA_ROOT,
+        script=script("train.py"),
+        root=lambda wc, input: data_root(input.data),
     shell:
-        "python {SCRIPTS}/train.py {output.model} {params.args} --data-root {params.root} "
+        "python {params.script} {output.model} {params.args} --data-root {params.root} "
         "--log {output.log} --no-progress > {log} 2>&1"
-
-
-def pseudo_label_inputs(wildcards):
-    inputs = {"cifar10": data_stamp("cifar10"), "tinyimages": data_stamp("tinyimages")}
-    if config["pseudo_labels"]["labels"] == "model":
-        inputs["model"] = rules.train_standard_model.output.model
-    return inputs
 
 
 rule merge_pseudo_labels:
@@ -37,9 +33,10 @@ rule merge_pseudo_labels:
     log:
         "results/logs/pseudolabels/merge.log",
     params:
-        root=DATA_ROOT,
+        script=script("pseudolabel.py"),
+        root=lambda wc, input: data_root(input.cifar10),
         labels=config.get("pseudo_labels", {}).get("labels", "shipped"),
         checkpoint=lambda wc, input: (f"--checkpoint {input.model}" if "model" in input.keys() else ""),
     shell:
-        "python {SCRIPTS}/pseudolabel.py {output} --data-root {params.root} --labels {params.labels} "
+        "python {params.script} {output} --data-root {params.root} --labels {params.labels} "
         "{params.checkpoint} > {log} 2>&1"

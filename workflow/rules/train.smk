@@ -3,25 +3,6 @@
 # a job killed by a time limit or preemption resumes where it stopped when it is run again.
 
 
-def train_inputs(wildcards):
-    cell = CELLS[wildcards.cell]
-    inputs = {"data": training_datasets(cell.train, cell.pseudo_labels)}
-    if cell.pretrain:
-        inputs["pretrained"] = ancient(f"results/pretrain/{cell.pretrain}/model.pt")
-    if cell.pseudo_labels:
-        inputs["pseudo_labels"] = "results/pseudolabels/merged.npz"
-    return inputs
-
-
-def train_extra_arguments(wildcards, input):
-    extra = []
-    if "pretrained" in input.keys():
-        extra.append(f"--pretrained {input.pretrained}")
-    if "pseudo_labels" in input.keys():
-        extra.append(f"--pseudo-labels {input.pseudo_labels}")
-    return " ".join(extra)
-
-
 rule train:
     input:
         unpack(train_inputs),
@@ -34,10 +15,12 @@ rule train:
         "results/benchmarks/train/{cell}.tsv"
     resources:
         runtime=lambda wc, attempt: 1440 * attempt,
+        gpu=1,
     params:
         args=lambda wc: train_arguments(CELLS[wc.cell].train),
         extra=train_extra_arguments,
-        root=DATA_ROOT,
+        script=script("train.py"),
+        root=lambda wc, input: data_root(input.data),
     shell:
-        "python {SCRIPTS}/train.py {output.model} {params.args} {params.extra} "
+        "python {params.script} {output.model} {params.args} {params.extra} "
         "--data-root {params.root} --log {output.log} --no-progress > {log} 2>&1"

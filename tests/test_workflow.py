@@ -1,0 +1,184 @@
+"""The Snakemake pipeline: job counts of the paper grid, the SLURM profile, the demo end to end with its
+report, and a partial rerun."""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+
+
+def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 900) -> str:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The "Job stats" table Snakemake prints: rule -> number of jobs."""
+    table = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def expected_paper_counts(config: dict) -> dict[str, int]:
+    """Job counts computed from the grid by hand (independently of rsmooth.pipeline)."""
+    experiments = config["experiments"]
+    size = {name: math.prod(len(v) for v in e["grid"].values()) if "grid" in e else len(e["cells"]) for name, e in experiments.items()}  # fmt: skip
+    pgd = experiments["smoothadv_pgd"]["grid"]
+    multi = experiments["smoothadv_pgd_multinoise"]["grid"]
+    # PGD with m = 1 in the multi-noise sweep is the same model as in the T sweep (one noise draw: both
+    # update rules coincide), so those cells are trained once.
+    shared = (
+        len(multi["sigma"])
+        * len(multi["eps"])
+        * len(set(multi["steps"]) & set(pgd["steps"]))
+        * (1 in multi["num_noise_vec"])
+    )
+    models = sum(size.values()) - shared
+    vanilla = experiments["vanilla_pgd"]
+    logs = models + size["vanilla_pgd"] * (len(vanilla["certify_sigmas"]) - 1)
+    pretrain = math.prod(len(v) for v in config["pretraining"]["grid"].values())
+    return {
+        "prepare_data": 3, "pretrain": pretrain, "merge_pseudo_labels": 1, "train": models,
+        "certify_shard": logs * config["certify"]["shards"], "merge_certify": logs, "describe_grid": 1,
+        "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1,
+    }  # fmt: skip
+
+
+def test_paper_config_plans_every_job_of_the_grid():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    counts = job_counts(snakemake("-n", "--quiet", "rules"))
+    assert counts == {**expected_paper_counts(config), "total": sum(expected_paper_counts(config).values())}
+    assert counts["train"] == 891 and counts["certify_shard"] == 9030  # the paper's grid, spelled out
+
+
+def test_slurm_profile_dry_run_submits_gpu_rules_and_keeps_light_rules_local():
+    output = snakemake("-n", "--profile", "slurm", "--configfile", "config/demo.yaml")
+    counts = job_counts(output)
+    assert counts["train"] == 8 and counts["certify_shard"] == 18
+    profile = yaml.safe_load((ROOT / "slurm" / "profile.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    for rule in ("train", "pretrain", "certify_shard"):
+        assert profile["set-resources"][rule]["gpu"] == 1
+        assert "tasks" not in profile["set-resources"][rule]  # would become --ntasks-per-gpu
+        assert "runtime" not in profile["set-resources"][rule]  # the rules grow it with each attempt
+    assert profile["retries"] >= 1
+
+
+def test_local_runs_do_not_pick_up_slurm_settings():
+    assert not (ROOT / "profiles" / "default").exists(), "profiles/default is used by every local run"
+    output = snakemake("-n", "--configfile", "config/demo.yaml")
+    assert "slurm" not in output.lower()
+
+
+def decoded_report(report: Path) -> str:
+    """The report's text plus every embedded result (base64 data URIs) decoded."""
+    text = report.read_text()
+    parts = [text]
+    for match in re.finditer(r"data:[\w/+.-]+(?:;[\w-]+=[^;,\"]+)*;base64,([A-Za-z0-9+/=]+)", text):
+        try:
+            parts.append(base64.b64decode(match.group(1)).decode("utf-8", "ignore"))
+        except ValueError:
+            continue
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    output = snakemake(
+        "--cores", "2", "--configfile", str(ROOT / "config" / "demo.yaml"), "--directory", str(workdir)
+    )
+    return workdir, output
+
+
+def test_demo_runs_every_stage_and_builds_the_report(demo_run):
+    workdir, output = demo_run
+    counts = job_counts(output)
+    for rule in ("prepare_data", "pretrain", "train_standard_model", "merge_pseudo_labels", "train", "certify_shard", "merge_certify", "aggregate", "figures"):  # fmt: skip
+        assert counts.get(rule, 0) >= 1, rule
+    # Certified accuracy well above chance (10 classes) for the best model.
+    cells = (workdir / "results/analysis/cells.csv").read_text().splitlines()
+    header = cells[0].split(",")
+    clean = [float(row.split(",")[header.index("clean accuracy")]) for row in cells[1:]]
+    assert max(clean) > 0.4
+    snakemake(
+        "--configfile",
+        str(ROOT / "config" / "demo.yaml"),
+        "--directory",
+        str(workdir),
+        "--report",
+        "report.html",
+    )
+    report = decoded_report(workdir / "report.html")
+    for needle in ("Best model per radius", "Scorecard: this run beside the papers", "Per-cell results", "Run times per rule", "config_hash", "smoothadv"):  # fmt: skip
+        assert needle in report, needle
+    assert "envelopes.png" in report and "ablation_m_train.png" in report
+
+
+def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_run):
+    workdir, _ = demo_run
+    config = str(ROOT / "config" / "demo.yaml")
+    shard = next((workdir / "results/certify").glob("gaussian_sigma-0.25/sigma-0.25/shard-1.tsv"))
+    merged = shard.parent.parent / "sigma-0.25.tsv"
+    before = merged.read_text()
+    shard.unlink()
+    plan = job_counts(snakemake("-n", "--configfile", config, "--directory", str(workdir)))
+    assert plan == {"certify_shard": 1, "merge_certify": 1, "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1, "total": 6}  # fmt: skip
+    counts = job_counts(snakemake("--cores", "2", "--configfile", config, "--directory", str(workdir)))
+    assert counts["certify_shard"] == 1 and "train" not in counts
+    assert merged.read_text().splitlines() == before.splitlines() or _same_without_time(
+        merged.read_text(), before
+    )
+
+
+def _same_without_time(a: str, b: str) -> bool:
+    strip = lambda text: [line.rsplit("\t", 1)[0] for line in text.splitlines()]  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def test_invalid_config_is_rejected_before_any_job(tmp_path):
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["experiments"]["cohen"]["grid"]["method"] = ["macer"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "-n", "--configfile", str(path), "--directory", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "macer" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_snakemake_lint_findings_are_the_documented_ones():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--configfile", "config/demo.yaml"],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    findings = set(re.findall(r"^\s{4}\* (.+?):?$", result.stdout + result.stderr, re.MULTILINE))
+    assert shutil.which("snakemake")
+    readme = (ROOT / "README.md").read_text()
+    for finding in findings:
+        assert finding.split(":")[0].strip() in readme, f"undocumented lint: {finding}"
