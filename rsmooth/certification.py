@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -153,6 +154,8 @@ def certify_dataset(
     }
     log = PartialLog(partial_path, {**(meta or {}), **settings})
     todo = [i for i in indices if i not in log.rows]
+    if log.rows:
+        print(f"resuming from {partial_path}: {len(log.rows)} of {len(indices)} images done", file=sys.stderr)
     # disable=None: tqdm shows the bar on a terminal only, not in cluster log files.
     disable = None if progress is None else not progress
     bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="img", disable=disable)

@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,11 @@ def train(
         start_epoch, history = 0, []
         if resume_path.exists():
             start_epoch, history = _load_resume(resume_path, config, model, optimizer, scheduler, scaler)
+            if ddp.is_main:
+                print(
+                    f"resuming from {resume_path}: {start_epoch} of {config.epochs} epochs done",
+                    file=sys.stderr,
+                )
         trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
         autocast = (
             (lambda: torch.autocast("cuda", dtype=torch.float16))

@@ -79,6 +79,14 @@ def certification_logs(cell):
     return [f"results/certify/{cell.id}/sigma-{format_value(s)}.tsv" for s in cell.certify_sigmas]
 
 
+def all_certification_shards():
+    return [
+        log.removesuffix(".tsv") + f"/shard-{shard}.tsv"
+        for log in all_certification_logs()
+        for shard in range(len(SHARDS))
+    ]
+
+
 def all_certification_logs():
     return [path for cell in CELLS.values() for path in certification_logs(cell)]
 
