@@ -20,7 +20,6 @@ from rsmooth.pipeline import (
     TRAIN_FIELDS,
     certification_set_size,
     model_cells,
-    needs_pretraining,
     pretrain_cells,
     shard_ranges,
 )
@@ -109,7 +108,7 @@ def test_preset_validates_and_expands(path):
     # Every experiment contributes at least one cell, and every cell is certified at least once.
     assert {name for cell in cells.values() for name in cell.experiments} == set(config["experiments"])
     assert all(cell.certify_sigmas for cell in cells.values())
-    if needs_pretraining(cells):
+    if any(cell.pretrain for cell in cells.values()):
         assert {cell.pretrain for cell in cells.values() if cell.pretrain} <= set(pretrain_cells(config))
     shards = shard_ranges(certification_set_size(config), config["certify"]["shards"])
     assert len(shards) == config["certify"]["shards"]

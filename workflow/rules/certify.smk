@@ -13,7 +13,7 @@ rule certify_shard:
     benchmark:
         "results/benchmarks/certify/{cell}/sigma-{sigma}/shard-{shard}.tsv"
     resources:
-        runtime=lambda wc, attempt: 720 * attempt,
+        runtime=lambda wc, attempt: RUNTIME["certify"] * attempt,
         gpu=1,
     params:
         script=script("certify.py"),

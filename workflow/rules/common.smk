@@ -21,6 +21,7 @@ SCRIPTS = Path(workflow.basedir).parent / "scripts"
 DATA_ROOT = config["data"]["root"]
 CELLS = model_cells(config)
 PRETRAIN_CELLS = pretrain_cells(config)
+RUNTIME = config["runtime_minutes"]  # schema defaults fill it in
 SHARDS = shard_ranges(certification_set_size(config), config["certify"]["shards"])
 
 

@@ -12,7 +12,7 @@ rule pretrain:
     benchmark:
         "results/benchmarks/pretrain/{pcell}.tsv"
     resources:
-        runtime=lambda wc, attempt: 2880 * attempt,
+        runtime=lambda wc, attempt: RUNTIME["pretrain"] * attempt,
         gpu=1,
     params:
         args=lambda wc: train_arguments(PRETRAIN_CELLS[wc.pcell]),

@@ -14,7 +14,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{cell}.tsv"
     resources:
-        runtime=lambda wc, attempt: 1440 * attempt,
+        runtime=lambda wc, attempt: RUNTIME["train"] * attempt,
         gpu=1,
     params:
         args=lambda wc: train_arguments(CELLS[wc.cell].train),
