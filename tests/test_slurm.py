@@ -64,7 +64,9 @@ def sbatch(command: list[str], log: Path, minutes: int = 10) -> str:
 
 def wait_for_job(job: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
-    while subprocess.run(["squeue", "-h", "-j", job, "-t", "PD,R,CG"], capture_output=True, text=True).stdout.strip():
+    while subprocess.run(
+        ["squeue", "-h", "-j", job, "-t", "PD,R,CG"], capture_output=True, text=True
+    ).stdout.strip():
         assert time.monotonic() < deadline, f"job {job} did not finish"
         time.sleep(0.5)
 
@@ -150,7 +152,9 @@ def test_scancel_mid_certification_keeps_the_rows_written(cluster, tmp_path, dat
     partial = out.with_name(out.name + ".partial")
     job = sbatch(command(out), tmp_path / "first.log")
     deadline = time.monotonic() + 300
-    while (not partial.exists() or len(partial.read_text().splitlines()) < 2 + 5) and time.monotonic() < deadline:
+    while (
+        not partial.exists() or len(partial.read_text().splitlines()) < 2 + 5
+    ) and time.monotonic() < deadline:
         time.sleep(0.05)
     subprocess.run(["scancel", job], check=True)
     wait_for_job(job)
@@ -160,11 +164,15 @@ def test_scancel_mid_certification_keeps_the_rows_written(cluster, tmp_path, dat
     second = sbatch(command(out), tmp_path / "second.log")
     wait_for_job(second)
     final = out.read_text().splitlines()
-    assert len(final) == 41 and len({line.split("\t")[0] for line in final[1:]}) == 40  # none lost, none twice
+    assert (
+        len(final) == 41 and len({line.split("\t")[0] for line in final[1:]}) == 40
+    )  # none lost, none twice
     assert set(kept) <= set(final)  # rows written before the cancel are kept as they were (timings too)
     strip = lambda lines: [line.rsplit("\t", 1)[0] for line in lines]  # noqa: E731
     assert strip(final) == strip(reference.read_text().splitlines())
-    print(f"\nscancel after {len(kept)} of 40 images: {len(kept)} rows kept, {40 - len(kept)} certified on resubmission")
+    print(
+        f"\nscancel after {len(kept)} of 40 images: {len(kept)} rows kept, {40 - len(kept)} certified on resubmission"
+    )
 
 
 def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(cluster, tmp_path):
@@ -187,4 +195,6 @@ def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(clus
     train_log = (tmp_path / "results/logs/train/gaussian_sigma-0.25.log").read_text()
     match = re.search(r"(\d+) of 70 epochs done", train_log)
     assert match and int(match.group(1)) >= 1, train_log[-2000:]
-    print(f"\ntime limit after {match.group(1)} of 70 epochs; the retry resumed there; wall time {seconds:.0f} s")
+    print(
+        f"\ntime limit after {match.group(1)} of 70 epochs; the retry resumed there; wall time {seconds:.0f} s"
+    )
