@@ -82,7 +82,7 @@ def certification_logs(cell):
 
 def all_certification_shards():
     return [
-        log.removesuffix(".tsv") + f"/shard-{shard}.tsv"
+        str(Path(log).with_suffix("") / f"shard-{shard}.tsv")
         for log in all_certification_logs()
         for shard in range(len(SHARDS))
     ]
