@@ -59,6 +59,11 @@ install_packages() {
 }
 
 write_config() {
+  # Never overwrite a real cluster's configuration.
+  if [ -e "$CONF/slurm.conf" ] && ! grep -q "Written by rsmooth scripts/local_slurm.sh" "$CONF/slurm.conf"; then
+    echo "[local_slurm] $CONF/slurm.conf exists and was not written by this script; refusing to replace it" >&2
+    exit 1
+  fi
   mkdir -p "$CONF" "$STATE/ctld" "$STATE/d" "$LOGS"
   cat >"$CONF/slurm.conf" <<EOF
 # Written by rsmooth scripts/local_slurm.sh: one node on 127.0.0.1.

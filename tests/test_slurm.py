@@ -185,7 +185,8 @@ def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(clus
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     target = "results/models/gaussian_sigma-0.25/model.pt"
-    output, seconds = run_snakemake("--configfile", str(path), target, workdir=tmp_path)
+    # The target goes first: --configfile takes several values and would swallow it.
+    output, seconds = run_snakemake(target, "--configfile", str(path), workdir=tmp_path)
     logs = sorted((tmp_path / "results/logs/slurm/rule_train").rglob("*.log"), key=lambda p: int(p.stem))
     assert len(logs) >= 2, output[-3000:]
     assert "DUE TO TIME LIMIT" in logs[0].read_text()
