@@ -10,7 +10,7 @@ The statistics follow the reference implementation exactly:
 
 Noise is N(0, sigma^2 I) added in [0, 1] pixel space, before the model's normalization layer, and never
 clamped. Unlike the reference, noise is drawn and votes are counted on the model's device in whole batches,
-and several images can share one forward pass when ``n`` is smaller than the batch size.
+and on a GPU several images share one forward pass when ``n`` is smaller than the batch size.
 
 Reproducibility: with ``seed`` given, every image gets its own generator and draws its noise in chunks that
 depend only on ``n`` and ``batch_size``, never on which other images share the call. A certification split
@@ -79,12 +79,20 @@ class Smooth:
 
     ``base_classifier`` maps a batch ``[B, C, H, W]`` in [0, 1] pixel space to logits (normalization is its
     first layer). ``amp`` runs the forward passes under float16 autocast on CUDA (ignored on CPU).
+    ``group_images`` lets several images share a forward pass when ``n`` is below the batch size; by default
+    only on CUDA (on a CPU larger batches are slower per sample). Results are the same either way.
     """
 
     ABSTAIN = ABSTAIN
 
     def __init__(
-        self, base_classifier: torch.nn.Module, num_classes: int, sigma: float, *, amp: bool = False
+        self,
+        base_classifier: torch.nn.Module,
+        num_classes: int,
+        sigma: float,
+        *,
+        amp: bool = False,
+        group_images: bool | None = None,
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -94,6 +102,7 @@ class Smooth:
         self.num_classes = num_classes
         self.sigma = float(sigma)
         self.amp = amp
+        self.group_images = group_images
 
     @property
     def device(self) -> torch.device:
@@ -172,7 +181,7 @@ class Smooth:
         """Votes of the base classifier on ``num`` noisy copies of each image: int64 array ``[K, classes]``.
 
         Each image's noise is drawn in chunks of ``min(batch_size, remaining)`` from its own generator (or
-        the global one); when ``num < batch_size``, several whole images share a forward pass.
+        the global one); on CUDA, when ``num < batch_size``, several whole images share a forward pass.
         """
         _check_positive_int("batch_size", batch_size)
         if xs.dim() != 4:
@@ -197,7 +206,10 @@ class Smooth:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (image index per row, noisy rows) batches covering ``num`` draws for every image."""
         shape = xs.shape[1:]
-        if num >= batch_size:
+        # By default whole images share a forward pass only on a GPU: on a CPU a larger batch is slower per
+        # sample (measured: 0.60x for 4 images of 100 draws in one batch of 400 against 100-draw batches).
+        group = xs.device.type == "cuda" if self.group_images is None else self.group_images
+        if num >= batch_size or not group:
             for i, generator in enumerate(generators):
                 remaining = num
                 while remaining > 0:

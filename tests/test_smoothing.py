@@ -180,7 +180,7 @@ def test_selection_and_estimation_draws_are_separate():
 def test_seed_makes_certification_reproducible_and_batching_invisible():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
-    smooth = Smooth(net, num_classes=5, sigma=0.25)
+    smooth = Smooth(net, num_classes=5, sigma=0.25, group_images=True)
     xs = torch.rand(6, 3, 2, 2)
     seeds = [11, 12, 13, 14, 15, 16]
     for n, batch in ((50, 400), (500, 128)):  # several images per forward pass, then chunked images
@@ -189,6 +189,8 @@ def test_seed_makes_certification_reproducible_and_batching_invisible():
         assert together == alone
         counts = smooth.sample_counts(xs, n, batch)
         assert (counts.sum(axis=1) == n).all()
+        ungrouped = Smooth(net, num_classes=5, sigma=0.25, group_images=False)
+        assert ungrouped.certify_batch(xs, 20, n, 0.01, batch, seeds=seeds) == together
     other = smooth.certify_batch(xs, 20, 500, 0.01, 128, seeds=[s + 100 for s in seeds])
     assert other != smooth.certify_batch(xs, 20, 500, 0.01, 128, seeds=seeds)
 
@@ -200,7 +202,7 @@ def test_votes_are_counted_per_image():
             means = x.flatten(1).mean(1)
             return -((means[:, None] - torch.arange(4.0)[None, :]) ** 2)
 
-    smooth = Smooth(MeanClass(), num_classes=4, sigma=0.01)
+    smooth = Smooth(MeanClass(), num_classes=4, sigma=0.01, group_images=True)  # several images per pass
     xs = torch.stack([torch.full((1, 3, 3), float(c)) for c in (2, 0, 3, 1, 1)])
     counts = smooth.sample_counts(xs, 30, 100)
     assert (counts.argmax(axis=1) == [2, 0, 3, 1, 1]).all()
