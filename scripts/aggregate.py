@@ -155,16 +155,20 @@ def write_html(path: Path, title: str, body: str, provenance: dict) -> None:
         )
 
 
-def main() -> None:
+def read_run(description: str) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any]]:
+    """Parse ``--grid --config --out`` and read the grid and configuration files."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    grid = json.loads(args.grid.read_text())
-    config = json.loads(args.config.read_text())
+    return args, json.loads(args.grid.read_text()), json.loads(args.config.read_text())
+
+
+def main() -> None:
+    args, grid, config = read_run(__doc__)
     dataset = config["training"]["dataset"]
     radii = [float(r) for r in config.get("analysis", {}).get("radii", TABLE_RADII["cifar10"])]
     seeds = {"training": config["training"].get("seed", 0), "certify": config["certify"].get("seed", 0)}

@@ -7,12 +7,10 @@ report always has the same figures.
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import defaultdict
 from pathlib import Path
 
-from aggregate import group_logs, load_logs  # scripts/ is on sys.path when run as a script
+from aggregate import group_logs, load_logs, read_run  # scripts/ is on sys.path when run as a script
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -36,15 +34,7 @@ def empty_figure(path: Path, message: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--grid", type=Path, required=True)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    grid = json.loads(args.grid.read_text())
-    config = json.loads(args.config.read_text())
+    args, grid, config = read_run(__doc__)
     dataset = config["training"]["dataset"]
     max_radius = max(PLOT_MAX_RADIUS.get(dataset, 2.25), *config.get("analysis", {}).get("radii", [0.0]))
     provenance = collect_provenance(config)

@@ -14,6 +14,8 @@ import struct
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from rsmooth.data.errors import DatasetFormatError
 
 
@@ -60,3 +62,17 @@ def require_keys(entry: dict[str, Any], keys: tuple[str, ...], path: str | os.Pa
     missing = [k for k in keys if k not in entry]
     if missing:
         raise DatasetFormatError(f"{path}: missing key(s) {missing}; found keys {sorted(map(str, entry))}")
+
+
+def read_image_rows(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(data, labels)`` of a CIFAR-10 / ImageNet32 style pickle: ``data`` uint8 ``[N, 3072]`` (each row a
+    CHW-flattened 32x32 RGB image) and one label per row, checked for shape (not for range)."""
+    entry = load_pickle_dict(path)
+    require_keys(entry, ("data", "labels"), path)
+    data = np.asarray(entry["data"])
+    labels = np.asarray(entry["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetFormatError(f"{path}: 'data' must be uint8 [N, 3072], got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise DatasetFormatError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    return data, labels

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
-from rsmooth.data._pickles import load_pickle_dict, require_keys
+from rsmooth.data._pickles import load_pickle_dict, read_image_rows
 from rsmooth.data.base import ArrayImageDataset, check_label_range
-from rsmooth.data.errors import DatasetFormatError, DatasetIntegrityError, DatasetNotFoundError
+from rsmooth.data.errors import DatasetIntegrityError, DatasetNotFoundError
 
 CIFAR10_DIRNAME = "cifar-10-batches-py"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -123,14 +123,7 @@ def verify_cifar10(root: str | os.PathLike) -> None:
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
-    entry = load_pickle_dict(path)
-    require_keys(entry, ("data", "labels"), path)
-    data = np.asarray(entry["data"])
-    labels = np.asarray(entry["labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DatasetFormatError(f"{path}: 'data' must be uint8 [N, 3072], got {data.dtype} {data.shape}")
-    if labels.shape != (data.shape[0],):
-        raise DatasetFormatError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    data, labels = read_image_rows(path)
     check_label_range(labels, 0, 9, path)
     # CHW-flattened rows -> [N, 32, 32, 3] for PIL.
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rsmooth.data._pickles import load_pickle_dict, require_keys
+from rsmooth.data._pickles import read_image_rows
 from rsmooth.data.base import ArrayImageDataset, check_label_range
-from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+from rsmooth.data.errors import DatasetNotFoundError
 
 IMAGENET32_NUM_CLASSES = 1000
 IMAGENET32_TRAIN_FILES = tuple(f"train_data_batch_{i}" for i in range(1, 11))
@@ -45,14 +45,7 @@ def imagenet32_files(root: str | os.PathLike, split: str) -> list[Path]:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    entry = load_pickle_dict(path)
-    require_keys(entry, ("data", "labels"), path)
-    data = np.asarray(entry["data"])
-    labels = np.asarray(entry["labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DatasetFormatError(f"{path}: 'data' must be uint8 [N, 3072], got {data.dtype} {data.shape}")
-    if labels.shape != (data.shape[0],):
-        raise DatasetFormatError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    data, labels = read_image_rows(path)
     check_label_range(labels, 1, IMAGENET32_NUM_CLASSES, path, what="labels (1-based)")
     return data, labels.astype(np.int64) - 1
 
