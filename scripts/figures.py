@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from aggregate import group_logs, load_logs, read_run  # scripts/ is on sys.path when run as a script
+from aggregate import (  # scripts/ is on sys.path when run as a script
+    group_logs,
+    load_logs,
+    method_group,
+    read_run,
+)
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -55,8 +60,7 @@ def main() -> None:
     per_sigma: dict[str, dict] = defaultdict(dict)
     by_sigma: dict[float, dict] = defaultdict(dict)
     for name, (cell_id, sigma) in keys.items():
-        group = next(g for g, members in groups.items() if name in members)
-        per_sigma[f"{group}, sigma={sigma}"][name] = logs[name]
+        per_sigma[f"{method_group(grid[cell_id])}, sigma={sigma}"][name] = logs[name]
         if grid[cell_id]["train"]["method"] == "smoothadv":
             by_sigma[float(sigma)][name] = logs[name]
     plot_envelopes(dict(per_sigma), args.out / "envelopes_per_sigma.png", title="Envelopes per sigma", **plot)
