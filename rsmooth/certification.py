@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -20,11 +21,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from rsmooth.errors import LogFormatError
 from rsmooth.io import atomic_open
 from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 
 CERTIFY_HEADER = ("idx", "label", "predict", "radius", "correct", "time")
 _META_PREFIX = "# rsmooth-certify "
+_ROW_FIELD = re.compile(r"^-?[0-9]+(?:\.[0-9]*)?(?:e[-+]?[0-9]+)?$")
 
 
 def select_indices(
@@ -74,13 +77,28 @@ class PartialLog:
                 handle.write("\t".join(CERTIFY_HEADER) + "\n")
 
     def _resume(self) -> None:
-        text = self.path.read_text()
+        try:
+            text = self.path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise LogFormatError(
+                f"{self.path} is not an rsmooth partial certification log (not text: {err}); delete it to restart",
+                self.path,
+            ) from None
         lines = text.split("\n")
         # A kill mid-write leaves a last line without its newline: drop it, it is redone.
         complete, torn = lines[:-1], lines[-1]
         if len(complete) < 2 or not complete[0].startswith(_META_PREFIX):
-            raise ValueError(f"{self.path} is not an rsmooth partial certification log; delete it to restart")
-        stored = json.loads(complete[0][len(_META_PREFIX) :])
+            raise LogFormatError(
+                f"{self.path} is not an rsmooth partial certification log (expected a first line starting "
+                f"{_META_PREFIX.strip()!r} and the header); delete it to restart",
+                self.path,
+            )
+        try:
+            stored = json.loads(complete[0][len(_META_PREFIX) :])
+        except json.JSONDecodeError as err:
+            raise LogFormatError(
+                f"{self.path}: its settings line is not JSON ({err}); delete it to restart", self.path
+            ) from None
         if stored != self.meta:
             changed = sorted(k for k in set(stored) | set(self.meta) if stored.get(k) != self.meta.get(k))
             details = ", ".join(f"{k}: {stored.get(k)!r} -> {self.meta.get(k)!r}" for k in changed)
@@ -88,10 +106,19 @@ class PartialLog:
                 f"{self.path} was written with other settings ({details}); "
                 "delete it to restart, or rerun with the original settings to resume"
             )
-        for line in complete[2:]:
-            idx = int(line.split("\t", 1)[0])
+        if complete[1] != "\t".join(CERTIFY_HEADER):
+            raise LogFormatError(f"{self.path}: second line is not the header {CERTIFY_HEADER}", self.path)
+        for number, line in enumerate(complete[2:], start=3):
+            fields = line.split("\t")
+            if len(fields) != len(CERTIFY_HEADER) or not all(_ROW_FIELD.match(f) for f in fields):
+                raise LogFormatError(
+                    f"{self.path}, line {number}: not a row of {len(CERTIFY_HEADER)} numbers: {line[:80]!r}; "
+                    "delete the file to restart",
+                    self.path,
+                )
+            idx = int(fields[0])
             if idx in self.rows:
-                raise ValueError(f"{self.path} holds index {idx} twice; delete it to restart")
+                raise LogFormatError(f"{self.path} holds index {idx} twice; delete it to restart", self.path)
             self.rows[idx] = line + "\n"
         if torn:
             with open(self.path, "r+") as handle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -33,3 +34,35 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_open(path, "wb") as handle:
         torch.save(obj, handle)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML file (``yaml.safe_load``) or, for a ``.json`` suffix, a JSON file, holding a mapping.
+
+    Both build only plain data (``safe_load`` makes no python objects from tags), so a config file cannot run
+    code.
+    An empty file is an empty mapping; anything unparsable, binary or not a mapping raises
+    :class:`~rsmooth.errors.ConfigFileError` naming the file.
+    """
+    import yaml
+
+    from rsmooth.errors import ConfigFileError, describe_exception
+
+    path = Path(path)
+    is_json = path.suffix.lower() == ".json"
+    try:
+        text = path.read_bytes().decode("utf-8")
+        values = json.loads(text) if is_json else yaml.safe_load(text)
+    except (UnicodeDecodeError, yaml.YAMLError, json.JSONDecodeError) as error:
+        kind = "JSON" if is_json else "YAML"
+        raise ConfigFileError(
+            f"{path}: not a {kind} config file ({describe_exception(error)})", path
+        ) from error
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigFileError(
+            f"{path}: a config file must hold a mapping of keys to values, found {type(values).__name__}",
+            path,
+        )
+    return values

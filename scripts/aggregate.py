@@ -45,7 +45,7 @@ from rsmooth.analysis import (
     to_html,
     write_table,
 )
-from rsmooth.io import atomic_open
+from rsmooth.io import atomic_open, read_config_file
 
 Logs = dict[str, pd.DataFrame]
 
@@ -164,7 +164,7 @@ def read_run(description: str) -> tuple[argparse.Namespace, dict[str, Any], dict
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    return args, json.loads(args.grid.read_text()), json.loads(args.config.read_text())
+    return args, read_config_file(args.grid), read_config_file(args.config)
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsmooth.analysis.logs import read_certify_log
 from rsmooth.certification import CERTIFY_HEADER
+from rsmooth.errors import LogFormatError
 from rsmooth.io import atomic_open
 
 
@@ -18,22 +20,25 @@ def merge(shards: list[Path]) -> list[str]:
     rows: dict[int, str] = {}
     header = "\t".join(CERTIFY_HEADER)
     for shard in shards:
+        read_certify_log(shard)  # every row whole and well-formed, or a LogFormatError naming the shard
         lines = shard.read_text().splitlines()
-        if not lines or lines[0] != header:
-            raise ValueError(f"{shard}: expected the header {header!r}, got {lines[:1]}")
+        if lines[0] != header:
+            raise LogFormatError(f"{shard}: expected the header {header!r}, got {lines[:1]}", shard)
         for line in lines[1:]:
             idx = int(line.split("\t", 1)[0])
             if idx in rows:
-                raise ValueError(f"{shard}: index {idx} is also in another shard; the shards overlap")
+                raise LogFormatError(
+                    f"{shard}: index {idx} is also in another shard; the shards overlap", shard
+                )
             rows[idx] = line
     return [header, *(rows[i] for i in sorted(rows))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("output", type=Path)
     parser.add_argument("shards", type=Path, nargs="+")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     lines = merge(args.shards)
     with atomic_open(args.output) as handle:
         handle.write("\n".join(lines) + "\n")

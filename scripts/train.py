@@ -23,8 +23,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
-import yaml
-
+from rsmooth.io import read_config_file
 from rsmooth.train import TrainConfig, train
 
 
@@ -59,9 +58,7 @@ def _optional(kind: typing.Any) -> typing.Callable[[str], typing.Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = yaml.safe_load(args.config.read_text()) or {} if args.config else {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{args.config} must hold a mapping of TrainConfig fields")
+    values = read_config_file(args.config) if args.config else {}
     for field in dataclasses.fields(TrainConfig):
         given = getattr(args, field.name)
         if given is not None:

@@ -8,12 +8,15 @@ partial log) are skipped.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from rsmooth.errors import LogFormatError, describe_exception
 
 REQUIRED_COLUMNS = ("idx", "label", "predict", "radius", "correct")
 
@@ -41,42 +44,58 @@ def read_certify_log(path: str | os.PathLike) -> pd.DataFrame:
     """Read one CERTIFY log into a DataFrame with columns ``idx, label, predict, radius, correct[, time]``.
 
     ``time`` becomes float seconds whatever its format. A log with a header but no rows gives an empty frame
-    (the metrics refuse it, see ``rsmooth.analysis.metrics``). Raises ``ValueError`` naming the file for
+    (the metrics refuse it, see ``rsmooth.analysis.metrics``). Raises :class:`~rsmooth.errors.LogFormatError`
+    naming the file for an empty, binary, cut-off or foreign file,
     missing columns, unparsable values, or an index that occurs twice (e.g. two shard logs that overlap).
     The path is kept in ``df.attrs["path"]`` so later errors can name the file.
     """
     path = Path(path)
     try:
-        df = pd.read_csv(path, sep="\t", comment="#", dtype=str, keep_default_na=False, skipinitialspace=True)
+        text = path.read_bytes().decode("utf-8")
+        if text and not text.endswith("\n"):
+            # Every writer (this project's atomic writes, the reference's print per row) ends each line with a
+            # newline, so a last line without one is a cut-off row, possibly one that still parses.
+            raise LogFormatError(f"{path}: truncated (the last line has no newline): {text[-40:]!r}", path)
+        df = pd.read_csv(
+            io.StringIO(text), sep="\t", comment="#", dtype=str, keep_default_na=False, skipinitialspace=True
+        )
     except pd.errors.EmptyDataError as error:
-        raise ValueError(f"{path}: empty file, not even a header") from error
+        raise LogFormatError(f"{path}: empty file, not even a header", path) from error
+    except (UnicodeDecodeError, pd.errors.ParserError) as error:
+        raise LogFormatError(
+            f"{path}: not a certification log (a tab-separated text file with header "
+            f"{' '.join(REQUIRED_COLUMNS)} ...): {describe_exception(error)}",
+            path,
+        ) from error
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(
-            f"{path}: not a certification log, missing columns {missing} (has {list(df.columns)})"
+        raise LogFormatError(
+            f"{path}: not a certification log, missing columns {missing} (has {list(df.columns)[:8]})", path
         )
     for column in ("idx", "label", "predict", "correct"):
         try:
             df[column] = pd.to_numeric(df[column], errors="raise").astype(np.int64)
         except (ValueError, TypeError) as error:
-            raise ValueError(f"{path}: column {column!r} is not integer: {error}") from error
+            raise LogFormatError(f"{path}: column {column!r} is not integer: {error}", path) from error
     try:
         # Python's float() rounds correctly, so a logged "0.75" is exactly 0.75 and `radius >= 0.75` holds,
         # whatever float parser the installed pandas uses.
         df["radius"] = np.array([float(v) for v in df["radius"]], dtype=np.float64)
     except ValueError as error:
-        raise ValueError(f"{path}: column 'radius' is not numeric: {error}") from error
+        raise LogFormatError(f"{path}: column 'radius' is not numeric: {error}", path) from error
     if not df["correct"].isin([0, 1]).all():
-        raise ValueError(f"{path}: column 'correct' holds values other than 0 and 1")
+        raise LogFormatError(f"{path}: column 'correct' holds values other than 0 and 1", path)
     if "time" in df.columns:
         try:
             df["time"] = np.array([parse_duration(v) for v in df["time"]], dtype=np.float64)
         except ValueError as error:
-            raise ValueError(f"{path}: column 'time': {error}") from error
+            raise LogFormatError(f"{path}: column 'time': {error}", path) from error
     duplicated = df.loc[df["idx"].duplicated(), "idx"].unique()
     if len(duplicated):
         shown = ", ".join(map(str, duplicated[:10])) + (" ..." if len(duplicated) > 10 else "")
-        raise ValueError(f"{path}: duplicate idx {shown} ({len(duplicated)} indices occur more than once)")
+        raise LogFormatError(
+            f"{path}: duplicate idx {shown} ({len(duplicated)} indices occur more than once)", path
+        )
     df.attrs["path"] = str(path)
     return df

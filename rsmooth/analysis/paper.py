@@ -8,9 +8,12 @@ helpers below produce run cells in that key so the mapping is explicit rather th
 
 from __future__ import annotations
 
+import io
 import math
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,7 @@ from rsmooth.analysis.metrics import (
     certified_accuracy,
 )
 from rsmooth.analysis.tables import Table
+from rsmooth.errors import PaperDataError, describe_exception
 
 KEY_COLUMNS = ("dataset", "method", "setting", "sigma", "metric", "radius")
 METRICS = (
@@ -40,25 +44,62 @@ MATCH = "match"
 DIFFERS = "differs"
 
 
-def _read_data(name: str) -> pd.DataFrame:
-    with resources.files("rsmooth.analysis").joinpath("data", name).open("r", encoding="utf-8") as handle:
+PAPER_NUMBERS_COLUMNS = (
+    "paper", "table", "dataset", "method", "setting", "sigma", "metric", "radius", "value", "precision", "std",
+    "row", "column", "note",
+)  # fmt: skip
+PAPER_TABLES_COLUMNS = ("paper", "table", "title", "source", "note")
+
+
+def read_paper_csv(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFrame:
+    """A paper-data CSV with exactly ``columns``, every row complete, all as text; else PaperDataError."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if text and not text.endswith("\n"):
+            raise PaperDataError(f"{path}: truncated (the last line has no newline)", path)
         # keep_default_na=False: empty sigma/radius/setting are "not applicable", kept as "".
-        return pd.read_csv(handle, dtype=str, keep_default_na=False)
-
-
-def load_paper_numbers() -> pd.DataFrame:
-    """Every transcribed cell: ``paper, table, dataset, method, setting, sigma, metric, radius, value,
-    precision, std, row, column, note``; ``value``, ``precision`` and ``std`` as floats (accuracies and
-    rates as fractions, ACR in l2 units), the key columns as canonical text."""
-    df = _read_data("paper_numbers.csv")
-    for column in ("value", "precision", "std"):
-        df[column] = pd.to_numeric(df[column].replace("", np.nan)).astype(float)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise PaperDataError(
+            f"{path}: not a paper-data CSV with columns {', '.join(columns)} ({describe_exception(error)})",
+            path,
+        ) from error
+    if tuple(df.columns) != tuple(columns):
+        raise PaperDataError(
+            f"{path}: expected the columns {', '.join(columns)}, found {', '.join(map(str, df.columns[:16]))}",
+            path,
+        )
+    short = df.index[df.isna().any(axis=1)]  # only a row with missing fields has NaN here
+    if len(short):
+        raise PaperDataError(f"{path}: row {int(short[0]) + 2} has fewer than {len(columns)} fields", path)
     return df
 
 
-def load_paper_tables() -> pd.DataFrame:
+def _data_path(name: str) -> Path:
+    return Path(str(resources.files("rsmooth.analysis").joinpath("data", name)))
+
+
+def load_paper_numbers(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every transcribed cell: ``paper, table, dataset, method, setting, sigma, metric, radius, value,
+    precision, std, row, column, note``; ``value``, ``precision`` and ``std`` as floats (accuracies and
+    rates as fractions, ACR in l2 units), the key columns as canonical text. ``path`` defaults to the
+    shipped ``data/paper_numbers.csv``."""
+    path = Path(path) if path is not None else _data_path("paper_numbers.csv")
+    df = read_paper_csv(path, PAPER_NUMBERS_COLUMNS)
+    for column in ("value", "precision", "std"):
+        try:
+            df[column] = pd.to_numeric(df[column].replace("", np.nan)).astype(float)
+        except (ValueError, TypeError) as error:
+            raise PaperDataError(f"{path}: column {column!r} is not numeric ({error})", path) from error
+    return df
+
+
+def load_paper_tables(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per transcribed table: ``paper, table, title, source, note``."""
-    return _read_data("paper_tables.csv")
+    return read_paper_csv(
+        Path(path) if path is not None else _data_path("paper_tables.csv"), PAPER_TABLES_COLUMNS
+    )
 
 
 def model_setting(steps: int, m_train: int, eps: float) -> str:

@@ -17,6 +17,36 @@ from typing import IO, Any
 import numpy as np
 
 from rsmooth.data.errors import DatasetFormatError
+from rsmooth.errors import describe_exception
+
+# What the published CIFAR-10, ImageNet32 and TinyImages pickles contain besides dicts, lists, numbers, strings and
+# bytes (which need no global): numpy arrays, dtypes and scalars, under numpy 1's and numpy 2's module names, and
+# ``_codecs.encode``, with which Python 3 writes ``bytes`` at protocol 2. Nothing else is ever looked up, so a
+# pickle that names any other callable is refused before the callable could run.
+SAFE_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class RefusedPickleObject(pickle.UnpicklingError):
+    """A data pickle names a global outside :data:`SAFE_PICKLE_GLOBALS`."""
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in SAFE_PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise RefusedPickleObject(f"{module}.{name}")
 
 
 class _Py2StrPickler(pickle._Pickler):  # the pure-Python pickler exposes the per-type dispatch table
@@ -43,15 +73,26 @@ def dump_py2_pickle(obj: Any, handle: IO[bytes]) -> None:
 def load_pickle_dict(path: str | os.PathLike) -> dict[str, Any]:
     """Load a pickled dict written by Python 2 or 3 and return it with ``str`` keys.
 
+    The unpickler admits only :data:`SAFE_PICKLE_GLOBALS`: a file that would build any other object (and so
+    could run code) raises :class:`DatasetFormatError` naming the file and the refused object.
+
     ``latin1`` maps Python 2 ``str`` one-to-one onto code points, which is also what numpy needs to rebuild arrays
     pickled by Python 2 (torchvision reads CIFAR the same way). Python 3 pickles are unaffected by the encoding.
     """
     path = Path(path)
     with open(path, "rb") as handle:
         try:
-            obj = pickle.load(handle, encoding="latin1")
+            obj = _DataUnpickler(handle, encoding="latin1").load()
+        except RefusedPickleObject as exc:
+            raise DatasetFormatError(
+                f"{path}: refused to unpickle {exc}: data files of this format hold only dicts, lists, numbers, "
+                "strings, bytes and numpy arrays, so this file is not one (and its pickled code was not run)",
+                path,
+            ) from None
         except Exception as exc:  # a truncated or foreign file: say which one
-            raise DatasetFormatError(f"{path}: cannot be unpickled ({type(exc).__name__}: {exc})") from exc
+            raise DatasetFormatError(
+                f"{path}: cannot be unpickled ({describe_exception(exc)}); expected a pickled dict", path
+            ) from exc
     if not isinstance(obj, dict):
         raise DatasetFormatError(f"{path}: expected a pickled dict, found {type(obj).__name__}")
     return {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}

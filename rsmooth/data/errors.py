@@ -10,6 +10,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from rsmooth.errors import FileFormatError
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """A data set's files are absent (and cannot be, or were not asked to be, downloaded).
@@ -22,7 +24,7 @@ class DatasetNotFoundError(FileNotFoundError):
         self.missing: tuple[Path, ...] = tuple(Path(p) for p in missing)
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(FileFormatError):
     """A data file exists but does not have the published on-disk format (keys, shapes, dtypes, label range)."""
 
 

@@ -9,7 +9,7 @@ read our files too): ``state_dict`` is the state dict of ``nn.Sequential(normali
 from __future__ import annotations
 
 import os
-import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..errors import CheckpointError, UntrustedCheckpointError, describe_exception
 from ..io import atomic_torch_save
 from .architectures import ARCHITECTURES, _unwrap, classifier_name, default_num_classes, get_architecture
 from .normalization import NORMALIZATIONS, Normalization, resolve_normalization
@@ -92,6 +93,7 @@ def load_checkpoint(
     normalization: Normalization | str | Mapping[str, Any] | None = None,
     num_classes: int | None = None,
     map_location: Any = "cpu",
+    trust: bool = False,
 ) -> tuple[nn.Sequential, dict]:
     """Load a checkpoint into a fresh ``nn.Sequential(normalization, network)`` in eval mode.
 
@@ -99,9 +101,14 @@ def load_checkpoint(
     ``module.1.*`` or bare network keys, no stored normalization). ``arch``, ``normalization`` and
     ``num_classes`` override what the file stores; ``normalization`` is required when the file has none.
     Returns ``(model, raw checkpoint dict)``. When ``map_location`` is a device the model is moved there.
+
+    The file is read with ``torch.load(weights_only=True)``, which cannot run code; the reference formats
+    (``epoch``, ``arch``, ``state_dict``, ``optimizer``) load that way. A file that needs the full unpickler
+    raises :class:`UntrustedCheckpointError` unless ``trust=True``. Anything unreadable raises
+    :class:`CheckpointError` naming the file.
     """
     path = Path(path)
-    raw = _torch_load(path, map_location)
+    raw = _torch_load(path, map_location, trust)
     checkpoint = _as_checkpoint_dict(raw, path)
     stored_arch = checkpoint.get("arch")
 
@@ -138,20 +145,56 @@ def load_checkpoint(
     return model, checkpoint
 
 
-def _torch_load(path: Path, map_location: Any) -> Any:
-    # weights_only=True first: it cannot run code and reads tensors, optimizer states and plain python. Only a
-    # file holding other objects (e.g. a pickled argparse.Namespace) needs the full unpickler; trust it then.
+def _torch_load(path: Path, map_location: Any, trust: bool) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint", path)
+    if trust:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=False)
+        except Exception as err:
+            raise CheckpointError(
+                f"{path}: not a readable torch checkpoint ({describe_exception(err)})", path
+            ) from err
     try:
+        # weights_only=True cannot run code: it rebuilds tensors, optimizer states and plain python only.
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        warnings.warn(
-            f"{path} does not load with weights_only=True ({str(err).splitlines()[0]}); "
-            "falling back to weights_only=False, which runs pickled code: only do this for trusted files",
-            stacklevel=3,
-        )
-        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:
+        refused = _refused_globals(path, err)
+        if refused:
+            raise UntrustedCheckpointError(
+                f"{path}: refused to load: the file holds objects that torch.load(weights_only=True) does not "
+                f"rebuild ({', '.join(refused)}), and unpickling them may run code. If you trust where the file "
+                "comes from, load it with --trust-checkpoint (config: trust_checkpoints: true; python: "
+                "load_checkpoint(..., trust=True)).",
+                path,
+                refused,
+            ) from None
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated, corrupted or another format; "
+            f"{_first_cause(err)}); expected a file written by torch.save",
+            path,
+        ) from err
+
+
+def _refused_globals(path: Path, error: Exception) -> tuple[str, ...]:
+    """The globals a weights_only load refused, or () when the file is simply not a torch checkpoint."""
+    found = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if found:
+        return tuple(dict.fromkeys(found))
+    try:  # zip-format files: torch lists every global, without unpickling anything
+        return tuple(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        return ()
+
+
+def _first_cause(error: Exception) -> str:
+    # torch wraps the unpickler's own complaint in a long paragraph about weights_only; keep the complaint.
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
+    if match:
+        return f"unpickler: {match[1].strip().split('  ')[0]}"
+    return describe_exception(error)
 
 
 def _as_checkpoint_dict(raw: Any, path: Path) -> dict:
@@ -160,10 +203,11 @@ def _as_checkpoint_dict(raw: Any, path: Path) -> dict:
     if isinstance(raw, Mapping) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
         # A bare state dict: no metadata at all.
         return {"state_dict": dict(raw)}
-    raise ValueError(
+    raise CheckpointError(
         f"{path} is not a model checkpoint: expected a dict with a 'state_dict' entry (or a bare state dict), "
         f"got {type(raw).__name__}"
-        + (f" with keys {sorted(map(str, raw))[:8]}" if isinstance(raw, Mapping) else "")
+        + (f" with keys {sorted(map(str, raw))[:8]}" if isinstance(raw, Mapping) else ""),
+        path,
     )
 
 

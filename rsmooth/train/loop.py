@@ -34,6 +34,7 @@ from tqdm import tqdm
 from rsmooth import attacks
 from rsmooth.data import get_dataset, num_classes
 from rsmooth.data.pseudolabel import load_merged_trainset
+from rsmooth.errors import ResumeFileError, describe_exception
 from rsmooth.io import atomic_open, atomic_torch_save
 from rsmooth.models import (
     NORMALIZATIONS,
@@ -356,14 +357,46 @@ def _format(value: float) -> str:
 
 
 def _rng_states() -> dict[str, Any]:
+    # Plain tensors and python values only, so the resume file loads with weights_only=True (no pickled numpy
+    # objects). Kept for inspection: each epoch reseeds from (seed, epoch, rank), which makes resumption exact.
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "bit_generator": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
+
+
+_RESUME_KEYS = ("epoch", "model", "optimizer", "scheduler", "scaler", "history", "config")
+
+
+def _read_resume_state(path: Path) -> dict[str, Any]:
+    """The resume file's dict, read with weights_only=True (it never holds code), or ResumeFileError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ResumeFileError(
+            f"resume file {path} is unreadable ({describe_exception(err)}): truncated, corrupted, written by "
+            "an older rsmooth, or not a resume file; delete it to restart the training from scratch",
+            path,
+        ) from None
+    missing = [k for k in _RESUME_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ResumeFileError(
+            f"resume file {path} is not an rsmooth training resume file (missing {missing}); "
+            "delete it to restart the training from scratch",
+            path,
+        )
+    return state
 
 
 def _load_resume(
@@ -374,7 +407,7 @@ def _load_resume(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
 ) -> tuple[int, list[dict[str, float]]]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = _read_resume_state(path)
     if state["config"] != config.to_dict():
         changed = sorted(k for k, v in config.to_dict().items() if state["config"].get(k) != v)
         raise ValueError(
