@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,7 +23,9 @@ import torch
 from rsmooth import __version__
 from rsmooth.certification import certify_dataset, select_indices
 from rsmooth.data import DATASETS, get_dataset, num_classes
+from rsmooth.errors import FileFormatError
 from rsmooth.models import NORMALIZATIONS, load_checkpoint
+from rsmooth.models.architectures import classifier_name, default_num_classes
 from rsmooth.smoothing import Smooth
 
 
@@ -50,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"normalization for checkpoints that store none (released models): {', '.join(NORMALIZATIONS)}",
     )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a checkpoint that needs the full unpickler (it can run code: trusted files only)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
     parser.add_argument("--images-per-call", type=int, default=None, help="images per batched call")
@@ -63,9 +72,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--sigma must be positive, got {args.sigma}")
     if not 0 < args.alpha < 0.5:
         parser.error(f"--alpha must lie in (0, 0.5), got {args.alpha}")
+    for name in ("max", "start"):
+        if getattr(args, name) < (-1 if name == "max" else 0):
+            parser.error(f"--{name} must be >= {-1 if name == 'max' else 0}, got {getattr(args, name)}")
+    if args.stop is not None and args.stop <= args.start:
+        parser.error(f"--stop must be greater than --start ({args.start}), got {args.stop}")
+    if args.arch is not None:
+        try:
+            default_num_classes(args.arch)
+        except ValueError as err:
+            parser.error(f"--arch: {err}")
     if not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} does not exist")
     return args
+
+
+def check_checkpoint_fits(
+    checkpoint: dict, model: torch.nn.Module, arch: str, args: argparse.Namespace
+) -> int:
+    """The model's number of classes, after refusing a checkpoint made for another data set (before any data
+    is read) and warning when it was trained at another sigma than the one certified."""
+    stored = checkpoint.get("dataset")
+    if stored is not None and stored != args.dataset:
+        raise SystemExit(
+            f"certify.py: error: --checkpoint {args.checkpoint} was trained on {stored!r}, not on the "
+            f"--dataset {args.dataset!r} asked for; certify it on {stored!r} or pass the checkpoint for "
+            f"{args.dataset!r}"
+        )
+    classes = int(model[1].get_submodule(classifier_name(arch)).out_features)
+    if classes != num_classes(args.dataset):
+        raise SystemExit(
+            f"certify.py: error: --checkpoint {args.checkpoint} has {classes} output classes but --dataset "
+            f"{args.dataset!r} has {num_classes(args.dataset)}"
+        )
+    trained_sigma = checkpoint.get("sigma")
+    if trained_sigma is not None and not math.isclose(float(trained_sigma), args.sigma):
+        # Legitimate (the papers certify vanilla-PGD models at every sigma), but usually a slip.
+        warnings.warn(
+            f"--checkpoint {args.checkpoint} was trained at sigma {float(trained_sigma):g}; "
+            f"certifying at --sigma {args.sigma:g}",
+            stacklevel=2,
+        )
+    return classes
 
 
 def file_sha256(path: Path) -> str:
@@ -81,11 +129,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.outfile.exists():
         print(f"{args.outfile} exists and is complete; nothing to do", file=sys.stderr)
         return
+    # The checkpoint first: a wrong or untrusted file fails before any data is read.
+    try:
+        model, checkpoint = load_checkpoint(
+            args.checkpoint,
+            arch=args.arch,
+            normalization=args.normalization,
+            map_location=args.device,
+            trust=args.trust_checkpoint,
+        )
+    except (FileFormatError, ValueError) as err:
+        raise SystemExit(f"certify.py: error: {err}") from None
+    classes = check_checkpoint_fits(checkpoint, model, args.arch or str(checkpoint.get("arch")), args)
     dataset = get_dataset(args.dataset, args.split, args.data_root, augment=False)
-    model, checkpoint = load_checkpoint(
-        args.checkpoint, arch=args.arch, normalization=args.normalization, map_location=args.device
-    )
-    classes = int(checkpoint.get("num_classes") or num_classes(args.dataset))
     smooth = Smooth(model.to(args.device), classes, args.sigma, amp=args.amp)
     indices = select_indices(
         len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop

@@ -31,6 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, default=None, help="classifier for --labels model")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=512, help="images per forward pass (--labels model)")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a checkpoint that needs the full unpickler (it can run code: trusted files only)",
+    )
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error(f"--batch must be a positive integer, got {args.batch}")
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint=args.checkpoint,
         device=args.device,
         batch_size=args.batch,
+        trust_checkpoint=args.trust_checkpoint,
     )
     _, meta = read_manifest(path)
     counts = meta["counts"]

@@ -204,10 +204,10 @@ def check_merge_inputs(
     return None if checkpoint is None else Path(checkpoint)
 
 
-def _load_pseudo_labeller(checkpoint: Path, device: str | torch.device) -> torch.nn.Module:
+def _load_pseudo_labeller(checkpoint: Path, device: str | torch.device, trust: bool) -> torch.nn.Module:
     from rsmooth.models import load_checkpoint  # lazy: rsmooth.data stays importable without the models
 
-    model, raw = load_checkpoint(checkpoint, map_location=device)
+    model, raw = load_checkpoint(checkpoint, map_location=device, trust=trust)
     stored = raw.get("dataset")
     if stored is not None and stored != "cifar10":
         warnings.warn(
@@ -232,12 +232,14 @@ def write_merged_trainset(
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
+    trust_checkpoint: bool = False,
 ) -> Path:
     """Write the self-training manifest for CIFAR-10 train + TinyImages to ``path`` (exactly that name).
 
     ``labels="shipped"`` takes the pickle's ``extrapolated_targets``; ``labels="model"`` the argmax of the
     ``checkpoint`` on the clean TinyImages (:func:`predict_labels`). Inputs are checked first
-    (:func:`check_merge_inputs`, the checkpoint is loaded and must give 10 logits) so mistakes fail before the
+    (:func:`check_merge_inputs`, the checkpoint is loaded, with ``weights_only=True`` unless
+    ``trust_checkpoint``, and must give 10 logits) so mistakes fail before the
     1.5 GB pickle is read and hashed. The file is written atomically: ``path`` holds either the previous file or
     the complete new one. ``meta`` keys: format, version, rsmooth_version, labels, label_origins, sources,
     counts, cifar10 {file_count, count, fingerprint}, tinyimages {file, size, sha256, count, fingerprint},
@@ -251,7 +253,7 @@ def write_merged_trainset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     checkpoint = check_merge_inputs(data_root, labels, checkpoint)
     device = torch.device(device)
-    model = _load_pseudo_labeller(checkpoint, device) if checkpoint is not None else None
+    model = _load_pseudo_labeller(checkpoint, device, trust_checkpoint) if checkpoint is not None else None
 
     ti_file = tinyimages_path(data_root)
     cifar = load_cifar10(data_root, "train")  # no transform: only the arrays are read here

@@ -22,11 +22,12 @@ rule certify_shard:
         dataset=config["training"]["dataset"],
         c=config["certify"],
         amp="--amp" if config["certify"].get("amp") else "",
+        trust=TRUST_CHECKPOINT,
     shell:
         "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
         "--data-root {params.root} --sigma {wildcards.sigma} --N0 {params.c[n0]} --N {params.c[n]} "
         "--alpha {params.c[alpha]} --batch {params.c[batch]} --skip {params.c[skip]} "
-        "--seed {params.c[seed]} {params.bounds} {params.amp} --no-progress > {log} 2>&1"
+        "--seed {params.c[seed]} {params.bounds} {params.amp} {params.trust} --no-progress > {log} 2>&1"
 
 
 rule merge_certify:

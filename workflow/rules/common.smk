@@ -23,6 +23,7 @@ CELLS = model_cells(config)
 PRETRAIN_CELLS = pretrain_cells(config)
 RUNTIME = config["runtime_minutes"]  # schema defaults fill it in
 SHARDS = shard_ranges(certification_set_size(config), config["certify"]["shards"])
+TRUST_CHECKPOINT = "--trust-checkpoint" if config["trust_checkpoints"] else ""
 
 
 ANALYSIS = "results/analysis"

@@ -37,6 +37,7 @@ rule merge_pseudo_labels:
         root=lambda wc, input: data_root(input.cifar10),
         labels=config.get("pseudo_labels", {}).get("labels", "shipped"),
         checkpoint=lambda wc, input: (f"--checkpoint {input.model}" if "model" in input.keys() else ""),
+        trust=TRUST_CHECKPOINT,
     shell:
         "python {params.script} {output} --data-root {params.root} --labels {params.labels} "
-        "{params.checkpoint} > {log} 2>&1"
+        "{params.checkpoint} {params.trust} > {log} 2>&1"
