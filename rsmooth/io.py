@@ -41,7 +41,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
 
     Both build only plain data (``safe_load`` makes no python objects from tags), so a config file cannot run
     code.
-    An empty file is an empty mapping; anything unparsable, binary or not a mapping raises
+    An empty file (or one of comments only) is refused too, since a file given on purpose holds settings;
+    anything unparsable, binary or not a mapping raises
     :class:`~rsmooth.errors.ConfigFileError` naming the file.
     """
     import yaml
@@ -59,7 +60,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a {kind} config file ({describe_exception(error)})", path
         ) from error
     if values is None:
-        return {}
+        raise ConfigFileError(f"{path}: empty, expected a mapping of settings", path)
     if not isinstance(values, dict):
         raise ConfigFileError(
             f"{path}: a config file must hold a mapping of keys to values, found {type(values).__name__}",

@@ -23,6 +23,7 @@ import dataclasses
 import typing
 from pathlib import Path
 
+from rsmooth.errors import ConfigFileError
 from rsmooth.io import read_config_file
 from rsmooth.train import TrainConfig, train
 
@@ -63,7 +64,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         given = getattr(args, field.name)
         if given is not None:
             values[field.name] = given
-    return TrainConfig.from_dict(values).validate()
+    try:
+        return TrainConfig.from_dict(values).validate()
+    except (ValueError, TypeError) as err:
+        if args.config is None:
+            raise
+        # A file cut short can still be valid YAML (`epochs: 3` cut to `epochs:`); its values then fail here.
+        raise ConfigFileError(f"{args.config} (with the command-line options): {err}", args.config) from err
 
 
 def main(argv: list[str] | None = None) -> None:

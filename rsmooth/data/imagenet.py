@@ -15,9 +15,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from rsmooth.data.errors import DatasetNotFoundError
+from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+from rsmooth.errors import describe_exception
 
 IMAGENET_URL = "https://image-net.org/download-images"  # ILSVRC2012 after registration
 VALPREP_URL = "https://raw.githubusercontent.com/soumith/imagenetloader.torch/master/valprep.sh"
@@ -40,6 +42,17 @@ def _not_found(folder: Path, reason: str) -> DatasetNotFoundError:
     )
 
 
+def load_image(path: str) -> Image.Image:
+    """An RGB image, or :class:`DatasetFormatError` naming a truncated or non-image file (PIL's own errors do
+    not say which of a million files it was)."""
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as exc:  # UnidentifiedImageError is an OSError
+        raise DatasetFormatError(f"{path}: not a readable image ({describe_exception(exc)})", path) from exc
+
+
 def load_imagenet(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> ImageFolder:
@@ -52,6 +65,6 @@ def load_imagenet(
             folder, "folder not found" + (" (download=True is not possible)" if download else "")
         )
     try:
-        return ImageFolder(str(folder), transform=transform)
+        return ImageFolder(str(folder), transform=transform, loader=load_image)
     except FileNotFoundError as exc:  # no class folders, or class folders without images
         raise _not_found(folder, f"folder has no usable class sub-folders ({exc})") from exc

@@ -14,14 +14,16 @@ uncompressed files exist (checked in torchvision 0.29), so stand-ins in the same
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from torchvision.datasets import MNIST
 
-from rsmooth.data.errors import DatasetNotFoundError
+from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
 
 MNIST_RAW_FILES = (
     "train-images-idx3-ubyte",
@@ -71,4 +73,31 @@ def load_mnist(
             f"{', '.join(name for name, _ in MNIST.resources)} from one of those mirrors and gunzip them into {raw}.",
             missing,
         )
+    for name in MNIST_RAW_FILES:
+        check_idx_file(raw / name)
     return MNIST(str(root), train=split == "train", transform=transform, download=False)
+
+
+def check_idx_file(path: Path) -> None:
+    """Raise :class:`DatasetFormatError` naming ``path`` unless it is a complete uint8 idx file: magic
+    ``0x0000 08 <ndim>``, ``ndim`` big-endian sizes, then exactly their product of bytes (torchvision would
+    otherwise fail with a reshape error, or read a foreign file)."""
+    with open(path, "rb") as handle:
+        header = handle.read(4)
+        if len(header) < 4 or header[:3] != b"\x00\x00\x08" or not 1 <= header[3] <= 3:
+            raise DatasetFormatError(
+                f"{path}: not an uint8 idx file (magic {header.hex() or 'missing'}, expected 00000801 or 00000803)",
+                path,
+            )
+        ndim = header[3]
+        dims_bytes = handle.read(4 * ndim)
+        if len(dims_bytes) < 4 * ndim:
+            raise DatasetFormatError(f"{path}: truncated idx header", path)
+        dims = struct.unpack(f">{ndim}I", dims_bytes)
+    expected = 4 + 4 * ndim + math.prod(dims)
+    size = path.stat().st_size
+    if size != expected:
+        raise DatasetFormatError(
+            f"{path}: {size} bytes, but its idx header {list(dims)} says {expected} (truncated or corrupted)",
+            path,
+        )
