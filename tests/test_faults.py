@@ -215,3 +215,44 @@ def test_a_pipeline_killed_at_any_point_leaves_no_half_written_file(tmp_path):
     final = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert final.returncode == 0, final.stderr[-3000:]
     assert (tmp_path / "results/analysis/scorecard.html").exists()
+
+
+def test_a_second_run_on_the_same_results_is_stopped_by_the_lock(tmp_path):
+    """Two Snakemake processes on one working directory: the second, local or through the SLURM profile,
+    stops at Snakemake's lock before any job; a lock left by a SIGKILL keeps stopping runs until --unlock."""
+    config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
+    config.pop("pretraining")
+    config["experiments"] = {"cohen": config["experiments"]["cohen"]}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    base = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "workflow/Snakefile"),
+        "--configfile", str(tmp_path / "config.yaml"), "--directory", str(tmp_path),
+    ]  # fmt: skip
+    locks = tmp_path / ".snakemake" / "locks"
+
+    def second(*extra: str) -> subprocess.CompletedProcess:
+        # From the repository root, where --profile slurm finds the project's profile.
+        return subprocess.run([*base, *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    first = subprocess.Popen(
+        [*base, "--cores", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(locks.glob("*.lock")) and time.monotonic() < deadline:
+            assert first.poll() is None, "the first run ended before it took the lock"
+            time.sleep(0.5)
+        assert any(locks.glob("*.lock"))
+        for extra in (["--cores", "1"], ["--profile", "slurm"]):
+            result = second(*extra)
+            assert result.returncode != 0
+            assert "Directory cannot be locked" in result.stdout + result.stderr, extra
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # a kill leaves the lock behind
+        first.wait()
+    stale = second("--cores", "1")
+    assert stale.returncode != 0 and "--unlock" in stale.stdout + stale.stderr
+    assert second("--unlock").returncode == 0
+    assert not any(locks.glob("*.lock"))
+    resumed = second("--cores", "1", "--rerun-incomplete", "--until", "prepare_data")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
