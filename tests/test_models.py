@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from rsmooth.errors import UntrustedCheckpointError
 from rsmooth.models import (
     ARCHITECTURES,
     NORMALIZATIONS,
@@ -526,13 +527,15 @@ class _Opaque:
         self.value = 7
 
 
-def test_weights_only_fallback_warns(tmp_path, resnet20, cifar_batch) -> None:
+def test_objects_beyond_weights_only_need_the_explicit_trust_opt_in(tmp_path, resnet20, cifar_batch) -> None:
+    # Issue 9: no silent fallback to the full unpickler any more; the file loads only with trust=True.
     path = tmp_path / "args.pth"
     ckpt = _reference_checkpoint(resnet20, "1.")
     ckpt["args"] = _Opaque()
     torch.save(ckpt, path)
-    with pytest.warns(UserWarning, match="weights_only=False"):
-        model, raw = load_checkpoint(path, normalization="cifar10")
+    with pytest.raises(UntrustedCheckpointError, match=r"_Opaque.*--trust-checkpoint"):
+        load_checkpoint(path, normalization="cifar10")
+    model, raw = load_checkpoint(path, normalization="cifar10", trust=True)
     assert raw["args"].value == 7
     with torch.no_grad():
         assert torch.equal(model(cifar_batch), resnet20(cifar_batch))
