@@ -521,3 +521,16 @@ def test_bad_arguments_fail_before_the_checkpoint_or_data(tmp_path, certify_scri
     assert caught.value.code == 2
     assert re.search(message, capsys.readouterr().err)
     assert certify_script.touched == []
+
+
+def test_pseudolabel_script_refuses_a_hostile_checkpoint_and_writes_no_manifest(tmp_path):
+    synthetic.write_synthetic_cifar10(tmp_path, n_train=20, n_test=10)
+    synthetic.write_synthetic_tinyimages(tmp_path, n=20)
+    checkpoint, marker = tmp_path / "labeller.pt", tmp_path / "code-ran"
+    torch.save({"state_dict": {}, "payload": _WritesMarker(marker)}, checkpoint)
+    out = tmp_path / "merged.npz"
+    argv = [str(out), "--data-root", str(tmp_path), "--labels", "model", "--checkpoint", str(checkpoint)]
+    with pytest.raises(UntrustedCheckpointError, match=str(checkpoint)):
+        _run_script("pseudolabel", argv)
+    assert not marker.exists() and not out.exists()
+    assert not list(tmp_path.glob(".merged.npz*"))  # no temporary file left either
