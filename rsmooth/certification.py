@@ -5,6 +5,9 @@ file (``<outfile>.partial`` by default) and flushed to disk after every call, so
 the images in flight; a rerun with the same settings skips the rows already there. Only when every selected
 index is done is the complete log written under its final name, atomically. The partial file starts with a
 comment line recording the settings, and a rerun with different settings refuses to mix the two.
+
+Sequential certification (:func:`certify_dataset_sequential`) writes the same columns plus a final
+``samples`` (the draws each image used); its ``radius`` is a grid radius, not a maximal one.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from tqdm import tqdm
 
 from rsmooth.errors import LogFormatError
 from rsmooth.io import atomic_open
+from rsmooth.sequential import DEFAULT_TEST, SequentialTest
 from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 
 CERTIFY_HEADER = ("idx", "label", "predict", "radius", "correct", "time")
+# Sequential certification appends the base-classifier draws used per image; the reference readers ignore it.
+SEQUENTIAL_HEADER = (*CERTIFY_HEADER, "samples")
 _META_PREFIX = "# rsmooth-certify "
 _ROW_FIELD = re.compile(r"^-?[0-9]+(?:\.[0-9]*)?(?:e[-+]?[0-9]+)?$")
 
@@ -64,9 +70,12 @@ def format_row(idx: int, label: int, prediction: int, radius: float, seconds: fl
 class PartialLog:
     """The append-only partial log of one certification run."""
 
-    def __init__(self, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, path: str | os.PathLike, meta: dict[str, Any], header: Sequence[str] = CERTIFY_HEADER
+    ) -> None:
         self.path = Path(path)
         self.meta = meta
+        self.header = tuple(header)
         self.rows: dict[int, str] = {}
         if self.path.exists():
             self._resume()
@@ -74,7 +83,7 @@ class PartialLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_open(self.path) as handle:
                 handle.write(_META_PREFIX + json.dumps(meta, sort_keys=True) + "\n")
-                handle.write("\t".join(CERTIFY_HEADER) + "\n")
+                handle.write("\t".join(self.header) + "\n")
 
     def _resume(self) -> None:
         try:
@@ -106,13 +115,13 @@ class PartialLog:
                 f"{self.path} was written with other settings ({details}); "
                 "delete it to restart, or rerun with the original settings to resume"
             )
-        if complete[1] != "\t".join(CERTIFY_HEADER):
-            raise LogFormatError(f"{self.path}: second line is not the header {CERTIFY_HEADER}", self.path)
+        if complete[1] != "\t".join(self.header):
+            raise LogFormatError(f"{self.path}: second line is not the header {self.header}", self.path)
         for number, line in enumerate(complete[2:], start=3):
             fields = line.split("\t")
-            if len(fields) != len(CERTIFY_HEADER) or not all(_ROW_FIELD.match(f) for f in fields):
+            if len(fields) != len(self.header) or not all(_ROW_FIELD.match(f) for f in fields):
                 raise LogFormatError(
-                    f"{self.path}, line {number}: not a row of {len(CERTIFY_HEADER)} numbers: {line[:80]!r}; "
+                    f"{self.path}, line {number}: not a row of {len(self.header)} numbers: {line[:80]!r}; "
                     "delete the file to restart",
                     self.path,
                 )
@@ -139,7 +148,7 @@ class PartialLog:
                 f"cannot finalize {outfile}: {len(missing)} indices missing, first {missing[:5]}"
             )
         with atomic_open(outfile) as handle:
-            handle.write("\t".join(CERTIFY_HEADER) + "\n")
+            handle.write("\t".join(self.header) + "\n")
             handle.writelines(self.rows[i] for i in sorted(self.rows))
         self.path.unlink()
 
@@ -201,6 +210,92 @@ def certify_dataset(
             [
                 (i, format_row(i, int(label), prediction, radius, seconds))
                 for i, label, (prediction, radius) in zip(chunk, labels, results, strict=True)
+            ]
+        )
+        bar.update(len(chunk))
+    bar.close()
+    log.finalize(outfile, indices)
+    return outfile
+
+
+def certify_dataset_sequential(
+    smooth: Smooth,
+    dataset: torch.utils.data.Dataset,
+    indices: Sequence[int],
+    outfile: str | os.PathLike,
+    *,
+    radii: Sequence[float],
+    alpha: float,
+    n_max: int,
+    batch_size: int,
+    seed: int,
+    n0: int = 100,
+    use_labels: bool = True,
+    test: str = DEFAULT_TEST,
+    images_per_call: int = 64,
+    partial_path: str | os.PathLike | None = None,
+    meta: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Sequential certification (:meth:`Smooth.certify_sequential_batch`) of ``dataset[i]`` for every ``i``
+    in ``indices``, written as a log with the reference columns and a final ``samples`` column.
+
+    ``radius`` is the largest certified radius of the grid ``radii``. With ``use_labels`` (certified
+    accuracy) the test is on the true label, ``predict`` is the label or -1, and "wrong" and "not certified
+    at 0" both show as -1; otherwise ``n0`` draws select the class first, as in CERTIFY. Resume, seeds and
+    atomic finalization as in :func:`certify_dataset`; ``images_per_call`` images share the forward passes
+    of one call, and each image's logged time is the call's wall time in proportion to its samples.
+    """
+    outfile = Path(outfile)
+    partial_path = (
+        Path(partial_path) if partial_path is not None else outfile.with_name(outfile.name + ".partial")
+    )
+    sequential = SequentialTest.for_radii(radii, smooth.sigma, alpha, n_max, test)
+    settings = {
+        "procedure": "sequential",
+        "test": test,
+        "radii": [float(r) for r in sequential.radii],
+        "n0": n0 if not use_labels else None,
+        "n_max": n_max,
+        "alpha": alpha,
+        "seed": seed,
+        "sigma": smooth.sigma,
+        "use_labels": use_labels,
+    }
+    log = PartialLog(partial_path, {**(meta or {}), **settings}, header=SEQUENTIAL_HEADER)
+    todo = [i for i in indices if i not in log.rows]
+    if log.rows:
+        print(f"resuming from {partial_path}: {len(log.rows)} of {len(indices)} images done", file=sys.stderr)
+    disable = None if progress is None else not progress
+    bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="img", disable=disable)
+    for start in range(0, len(todo), images_per_call):
+        chunk = todo[start : start + images_per_call]
+        images, labels = zip(*(dataset[i] for i in chunk), strict=True)
+        labels = [int(y) for y in labels]
+        if smooth.device.type == "cuda":
+            torch.cuda.synchronize()
+        began = time.perf_counter()
+        results = smooth.certify_sequential_batch(
+            torch.stack(images),
+            sequential.radii,
+            alpha,
+            n_max,
+            batch_size,
+            labels=labels if use_labels else None,
+            seeds=[image_seed(seed, i) for i in chunk],
+            n0=n0,
+            test=sequential,
+        )
+        seconds = time.perf_counter() - began
+        total = sum(samples for _, _, samples in results)
+        log.append(
+            [
+                (
+                    i,
+                    format_row(i, label, cls, radius, seconds * samples / total).rstrip("\n")
+                    + f"\t{samples}\n",
+                )
+                for i, label, (cls, radius, samples) in zip(chunk, labels, results, strict=True)
             ]
         )
         bar.update(len(chunk))

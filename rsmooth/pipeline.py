@@ -21,6 +21,9 @@ TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 _PATH_FIELDS = ("pretrained", "pseudo_labels")
 _DEFAULTS = TrainConfig().to_dict()
 
+# The analysis radii's default (workflow/schemas/config.schema.yaml, analysis.radii).
+DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+
 
 @dataclass
 class Cell:
@@ -190,3 +193,23 @@ def train_arguments(values: dict[str, Any]) -> str:
         else:
             parts.append(f"{flag} {format_value(values[name])}")
     return " ".join(parts)
+
+
+def certify_radii(config: dict[str, Any]) -> list[float]:
+    """The sequential procedure's radius grid: ``certify.radii``, else the analysis radii; checked here so
+    that a bad grid fails when the DAG is built, not in every certification job."""
+    certify = config["certify"]
+    radii = certify.get("radii") or config.get("analysis", {}).get("radii") or DEFAULT_ANALYSIS_RADII
+    radii = [float(r) for r in radii]
+    if any(r < 0 for r in radii) or any(b <= a for a, b in itertools.pairwise(radii)):
+        raise ValueError(f"certify.radii must be >= 0 and strictly increasing, got {radii}")
+    return radii
+
+
+def sequential_arguments(config: dict[str, Any]) -> str:
+    """``scripts/certify.py`` options of ``certify.procedure``: none for CERTIFY (its command is unchanged)."""
+    certify = config["certify"]
+    if certify.get("procedure", "cohen") == "cohen":
+        return ""
+    radii = " ".join(format_value(r) for r in certify_radii(config))
+    return f"--procedure sequential --test {certify.get('test', 'union')} --radii {radii}"

@@ -29,7 +29,12 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
+from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest
+
 ABSTAIN = -1
+# Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
+# depend on the batch size or the other images.
+NOISE_BLOCK = 200
 
 
 def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
@@ -170,6 +175,136 @@ class Smooth:
         counts = self.sample_counts(xs, n, batch_size, self._generators(xs, seeds))
         return [predict_from_counts(row, alpha) for row in counts]
 
+    # -- sequential certification at a grid of radii (rsmooth.sequential) -------------------------------
+
+    def certify_sequential(
+        self,
+        x: torch.Tensor,
+        radii: Sequence[float],
+        alpha: float,
+        n_max: int,
+        batch_size: int,
+        *,
+        label: int | None = None,
+        seed: int | None = None,
+        n0: int = 100,
+        test: str = DEFAULT_TEST,
+    ) -> tuple[int, float, int]:
+        """Anytime-valid sequential certification of one image ``x`` (``[C, H, W]``) at the grid ``radii``.
+
+        Returns ``(cls, radius, samples)``: ``radius`` is the largest grid radius certified (``0.0``: the
+        smoothed classifier predicts ``cls``, pA > 1/2), ``(-1, 0.0)`` an abstention, ``samples`` the
+        base-classifier draws used (selection included). Guarantee: whatever the stopping time, the
+        probability that ``(cls, radius)`` is wrong (``cls`` is not g's class at ``x``, or g is not robust at
+        ``radius``) is at most ``alpha``. With ``label`` the test is on the probability of that label (for
+        certified accuracy; no selection draws); without it ``n0`` draws first select the class, as in
+        CERTIFY. ``n_max`` caps the test's draws. See :mod:`rsmooth.sequential` for the test and its
+        stopping rules.
+        """
+        _check_image(x)
+        labels = None if label is None else [label]
+        seeds = None if seed is None else [seed]
+        return self.certify_sequential_batch(
+            x.unsqueeze(0), radii, alpha, n_max, batch_size, labels=labels, seeds=seeds, n0=n0, test=test
+        )[0]
+
+    @torch.inference_mode()
+    def certify_sequential_batch(
+        self,
+        xs: torch.Tensor,
+        radii: Sequence[float],
+        alpha: float,
+        n_max: int,
+        batch_size: int,
+        *,
+        labels: Sequence[int] | None = None,
+        seeds: Sequence[int] | None = None,
+        n0: int = 100,
+        test: str | SequentialTest = DEFAULT_TEST,
+    ) -> list[tuple[int, float, int]]:
+        """:meth:`certify_sequential` for each image of ``xs`` (``[K, C, H, W]``), sharing forward passes.
+
+        Every forward pass holds ``batch_size`` noisy samples: each running image gets the draws up to its
+        next look, images are admitted as slots free up, and when no image is left to admit the running ones
+        draw ahead. Each image's noise comes from its own generator in blocks of ``NOISE_BLOCK`` draws, so
+        with ``seeds`` an image's result does not depend on the batch size or on the other images (up to
+        batch-dependent rounding in the base classifier's kernels).
+        """
+        _check_positive_int("batch_size", batch_size)
+        _check_positive_int("n0", n0)
+        _check_alpha(alpha)
+        if xs.dim() != 4:
+            raise ValueError(f"expected a batch of images [K, C, H, W], got shape {tuple(xs.shape)}")
+        if labels is not None and len(labels) != xs.shape[0]:
+            raise ValueError(f"got {len(labels)} labels for {xs.shape[0]} images")
+        if labels is not None and any(not 0 <= int(y) < self.num_classes for y in labels):
+            raise ValueError(f"labels must lie in [0, {self.num_classes}), got {list(labels)}")
+        if not isinstance(test, SequentialTest):
+            test = SequentialTest.for_radii(radii, self.sigma, alpha, n_max, test)
+        generators = self._generators(xs, seeds) or [None] * xs.shape[0]
+        self.base_classifier.eval()
+        xs = xs.to(self.device, torch.float32)
+        runs = [
+            _SequentialRun(test, n0 if labels is None else 0, None if labels is None else int(labels[i]))
+            for i in range(xs.shape[0])
+        ]
+        if labels is not None:
+            for run in runs:
+                run.start_test(run.label, 0)
+        waiting = list(range(len(runs)))[::-1]
+        active: list[int] = []
+        buffers: dict[int, list[torch.Tensor]] = {}
+        while active or waiting:
+            plan = self._plan_batch(runs, active, waiting, batch_size)
+            parts = [self._take_noisy(xs, i, m, runs[i], buffers, generators[i]) for i, m in plan]
+            predictions = self._forward(torch.cat(parts)).argmax(dim=1).cpu().numpy()
+            offset = 0
+            for i, m in plan:
+                runs[i].feed(predictions[offset : offset + m], self.num_classes)
+                offset += m
+            for i in [i for i in active if runs[i].result is not None]:
+                active.remove(i)
+                buffers.pop(i, None)
+        return [run.result for run in runs]
+
+    @staticmethod
+    def _plan_batch(runs, active, waiting, batch_size) -> list[tuple[int, int]]:
+        """(image, draws) pairs filling one forward pass: draws up to each next look, then new images,
+        then draws ahead for the running ones when no image is left to admit."""
+        space, plan = batch_size, {}
+        for i in active:
+            take = min(space, runs[i].need())
+            if take:
+                plan[i] = take
+                space -= take
+        while space and waiting:
+            i = waiting.pop()
+            active.append(i)
+            plan[i] = min(space, runs[i].need())
+            space -= plan[i]
+        for i in active:
+            if not space:
+                break
+            extra = min(space, runs[i].remaining() - plan.get(i, 0))
+            if extra > 0:
+                plan[i] = plan.get(i, 0) + extra
+                space -= extra
+        return list(plan.items())
+
+    def _take_noisy(self, xs, i, m, run, buffers, generator) -> torch.Tensor:
+        """The next ``m`` noisy copies of image ``i``, drawn in blocks of ``NOISE_BLOCK`` from its generator."""
+        queue = buffers.setdefault(i, [])
+        have = sum(len(t) for t in queue)
+        while have < m:
+            size = min(NOISE_BLOCK, run.end - run.drawn)
+            _, noisy = next(self._noisy_batches(xs[i : i + 1], size, size, [generator]))
+            run.drawn += size
+            queue.append(noisy)
+            have += size
+        rows = torch.cat(queue) if len(queue) > 1 else queue[0]
+        queue[:] = [rows[m:]] if len(rows) > m else []
+        return rows[:m]
+
     @torch.inference_mode()
     def sample_counts(
         self,
@@ -246,6 +381,69 @@ class Smooth:
             raise ValueError(f"got {len(seeds)} seeds for {xs.shape[0]} images")
         device = self.device
         return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+class _SequentialRun:
+    """The vote stream of one image in sequential certification: selection, then the test's looks."""
+
+    def __init__(self, test: SequentialTest, n0: int, label: int | None) -> None:
+        self.test, self.n0, self.label = test, n0, label
+        self.end = n0 + test.n_max  # draws in the stream at most
+        self.drawn = 0  # noise drawn (some may wait in a buffer)
+        self.position = 0  # votes counted
+        self.counts = np.zeros(0, dtype=np.int64)  # selection votes
+        self.cls: int | None = None
+        self.successes = 0
+        self.look = 0
+        self.result: tuple[int, float, int] | None = None
+
+    def start_test(self, cls: int, position: int) -> None:
+        self.cls, self.position = cls, position
+
+    def checkpoint(self) -> int:
+        return self.n0 if self.cls is None else self.n0 + int(self.test.looks[self.look])
+
+    def need(self) -> int:
+        return 0 if self.result is not None else self.checkpoint() - self.position
+
+    def remaining(self) -> int:
+        return 0 if self.result is not None else self.end - self.position
+
+    def feed(self, predictions: np.ndarray, num_classes: int) -> None:
+        """Count ``predictions`` (the next votes of the stream) and decide at every look they reach."""
+        start = 0
+        while start < len(predictions) and self.result is None:
+            stop = start + min(len(predictions) - start, self.checkpoint() - self.position)
+            votes = predictions[start:stop]
+            if self.cls is None:
+                self.counts = np.bincount(votes, minlength=num_classes) + (
+                    self.counts if self.counts.size else 0
+                )
+            else:
+                self.successes += int(np.count_nonzero(votes == self.cls))
+            self.position += stop - start
+            start = stop
+            if self.position == self.checkpoint():
+                self._look()
+
+    def _look(self) -> None:
+        if self.cls is None:  # end of selection: numpy argmax, ties to the lowest class index
+            self.cls = int(self.counts.argmax())
+            return
+        level, stop = self.test.decide(self.successes, self.look)
+        if int(stop) == CONTINUE:
+            self.look += 1
+            return
+        level = int(level)
+        self.result = (
+            (self.cls, self.test.radius(level), self.position)
+            if level >= 0
+            else (
+                ABSTAIN,
+                0.0,
+                self.position,
+            )
+        )
 
 
 def image_seed(seed: int, index: int) -> int:

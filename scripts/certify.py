@@ -1,8 +1,14 @@
 #!/usr/bin/env python
-"""Certify a smoothed classifier on a data set with CERTIFY (Cohen et al. 2019).
+"""Certify a smoothed classifier on a data set with CERTIFY (Cohen et al. 2019) or sequentially.
 
 Writes a TSV log with header ``idx label predict radius correct time``. Rerunning after a kill resumes from
 ``<outfile>.partial``; the final file appears only when complete.
+
+``--procedure sequential`` answers "correct and certified at radius r?" for the grid ``--radii`` with an
+anytime-valid test (``rsmooth.sequential``): each image stops as soon as its answer is settled, with at most
+``--N`` draws, and the log gains a final column ``samples``. Its radius is the largest certified grid radius.
+By default the test is on the true label (certified accuracy); ``--select-class`` selects the class with
+``--N0`` draws first, as CERTIFY does.
 
 Example (the paper's CIFAR-10 setting on every 20th test image):
     python scripts/certify.py --checkpoint model.pt --dataset cifar10 --sigma 0.25 \
@@ -21,12 +27,16 @@ from pathlib import Path
 import torch
 
 from rsmooth import __version__
-from rsmooth.certification import certify_dataset, select_indices
+from rsmooth.certification import certify_dataset, certify_dataset_sequential, select_indices
 from rsmooth.data import DATASETS, get_dataset, num_classes
 from rsmooth.errors import FileFormatError
 from rsmooth.models import NORMALIZATIONS, load_checkpoint
 from rsmooth.models.architectures import classifier_name, default_num_classes
+from rsmooth.sequential import DEFAULT_TEST, TESTS, check_radii
 from rsmooth.smoothing import Smooth
+
+PROCEDURES = ("cohen", "sequential")
+DEFAULT_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]  # the analysis radii (CIFAR-10)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +74,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images-per-call", type=int, default=None, help="images per batched call")
     parser.add_argument("--partial", type=Path, default=None, help="resume file (default <outfile>.partial)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--procedure", default="cohen", choices=PROCEDURES, help="cohen: CERTIFY (default); sequential"
+    )
+    parser.add_argument(
+        "--radii", type=float, nargs="+", default=None, help="sequential: the radius grid (default 0 to 2.25)"
+    )
+    parser.add_argument(
+        "--test", default=DEFAULT_TEST, choices=TESTS, help="sequential: the anytime-valid test"
+    )
+    parser.add_argument(
+        "--select-class",
+        action="store_true",
+        help="sequential: select the class with N0 draws, not the label",
+    )
     args = parser.parse_args(argv)
+    if args.procedure == "cohen" and (args.radii is not None or args.select_class):
+        parser.error("--radii and --select-class apply only to --procedure sequential")
+    if args.procedure == "sequential":
+        try:
+            args.radii = check_radii(DEFAULT_RADII if args.radii is None else args.radii).tolist()
+        except ValueError as error:
+            parser.error(f"--radii: {error}")
     for name in ("N0", "N", "batch", "skip"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -156,6 +187,26 @@ def main(argv: list[str] | None = None) -> None:
         "amp": args.amp,
         "rsmooth": __version__,
     }
+    if args.procedure == "sequential":
+        certify_dataset_sequential(
+            smooth,
+            dataset,
+            indices,
+            args.outfile,
+            radii=args.radii,
+            alpha=args.alpha,
+            n_max=args.N,
+            batch_size=args.batch,
+            seed=args.seed,
+            n0=args.N0,
+            use_labels=not args.select_class,
+            test=args.test,
+            images_per_call=args.images_per_call or 64,
+            partial_path=args.partial,
+            meta=meta,
+            progress=False if args.no_progress else None,
+        )
+        return
     certify_dataset(
         smooth,
         dataset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -150,3 +151,90 @@ def test_bad_arguments_fail_before_any_work(setup, extra, message):
     assert process.returncode == 2
     assert message in err
     assert not (base / "bad.tsv.partial").exists()
+
+
+# -- --procedure sequential ------------------------------------------------------------------------------
+
+SEQUENTIAL = ("--procedure", "sequential", "--radii", "0", "0.25", "0.5", "--images-per-call", "1")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("certify_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sequential_sigkill_then_rerun_matches_an_uninterrupted_run_and_logs_samples(setup):
+    from rsmooth.analysis import read_certify_log
+
+    base, data_root, _, _ = setup
+    args = (*SEQUENTIAL, "--select-class", "--N", "150", "--batch", "100", "--start", "0", "--stop", "6")
+    uninterrupted = base / "seq-uninterrupted.tsv"
+    finish(certify(setup, uninterrupted, *args))
+    table = rows(uninterrupted)
+    assert table[0] == ["idx", "label", "predict", "radius", "correct", "time", "samples"]
+    labels = get_dataset("cifar10", "test", data_root).targets
+    for idx, label, predict, radius, correct, seconds, samples in table[1:]:
+        assert int(label) == labels[int(idx)]
+        assert int(correct) == int(int(predict) == int(label))
+        assert float(radius) in (0.0, 0.25, 0.5)
+        assert 16 < int(samples) <= 16 + 150 and float(seconds) > 0  # N0 selection draws, then <= N
+    assert list(read_certify_log(uninterrupted)["samples"].astype(int)) == [int(r[6]) for r in table[1:]]
+
+    out = base / "seq-killed.tsv"
+    partial = base / "seq-killed.tsv.partial"
+    process = certify(setup, out, *args, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if partial.exists() and len(partial.read_text().splitlines()) >= 2 + 2:
+            break
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    done_before = len(partial.read_text().splitlines()) - 2
+    assert 2 <= done_before < 6, "the kill should land mid-way; make N larger if this machine is faster"
+    finish(certify(setup, out, *args))
+    assert not partial.exists()
+    keep = lambda table: [r[:5] + r[6:] for r in table]  # noqa: E731
+    assert keep(rows(out)) == keep(table)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ("--procedure", "sequential", "--radii", "0.5", "0.25"),
+            "--radii: radii must be strictly increasing",
+        ),
+        (("--procedure", "sequential", "--radii", "-0.25", "0.5"), "--radii: radii must be finite and >= 0"),
+        (("--procedure", "sequential", "--alpha", "0.5"), "--alpha must lie in (0, 0.5), got 0.5"),
+        (("--radii", "0.25", "0.5"), "--radii and --select-class apply only to --procedure sequential"),
+        (("--procedure", "bayes"), "invalid choice: 'bayes'"),
+        (("--procedure", "sequential", "--test", "bayes"), "invalid choice: 'bayes'"),
+    ],
+)
+def test_sequential_bad_arguments_are_refused_by_the_parser(setup, capsys, extra, message):
+    base, _, checkpoint, _ = setup
+    argv = [
+        str(base / "bad-seq.tsv"),
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "cifar10",
+        "--sigma",
+        "0.25",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        load_script().parse_args([*argv, *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sequential_radii_default_to_the_analysis_radii(setup):
+    base, _, checkpoint, _ = setup
+    argv = [str(base / "x.tsv"), "--checkpoint", str(checkpoint), "--dataset", "cifar10", "--sigma", "0.25"]
+    args = load_script().parse_args([*argv, "--procedure", "sequential"])
+    assert args.radii == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+    assert load_script().parse_args(argv).procedure == "cohen"

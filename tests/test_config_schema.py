@@ -153,6 +153,8 @@ def test_defaults_are_filled_where_the_parent_exists():
         "shards": 20,
         "seed": 0,
         "amp": False,
+        "procedure": "cohen",
+        "test": "union",
     }
     assert config["analysis"]["radii"][0] == 0.0
     assert config["pseudo_labels"] == {
@@ -309,6 +311,16 @@ BROKEN = {
         ["0.7 is greater than or equal to the maximum of 0.5"],
         "['certify']['alpha']",
     ),
+    "unknown certification procedure": (
+        _set("certify.procedure", "adaptive"),
+        ["'adaptive' is not one of ['cohen', 'sequential']"],
+        "['certify']['procedure']",
+    ),
+    "negative sequential radius": (
+        _set("certify.radii", [-0.25, 0.5]),
+        ["-0.25 is less than the minimum of 0"],
+        "['certify']['radii'][0]",
+    ),
     "zero shards": (
         _set("certify.shards", 0),
         ["0 is less than the minimum of 1"],
@@ -437,3 +449,20 @@ def test_pipeline_rejects_what_the_schema_cannot(case):
     with pytest.raises(ValueError) as info:
         model_cells(config)
     assert message in str(info.value)
+
+
+def test_sequential_procedure_passes_its_grid_and_cohen_keeps_its_command():
+    from rsmooth.pipeline import sequential_arguments
+
+    base = {"data": {}, "training": {}, "experiments": {"e": {"grid": {"sigma": [0.25]}}}}
+    assert sequential_arguments(validated({**base, "certify": {}})) == ""
+    config = validated({**base, "certify": {"procedure": "sequential"}})
+    assert sequential_arguments(config) == (
+        "--procedure sequential --test union --radii 0.0 0.25 0.5 0.75 1.0 1.25 1.5 1.75 2.0 2.25"
+    )
+    config = validated({**base, "certify": {"procedure": "sequential", "radii": [0.5, 1], "test": "mixture"}})
+    assert sequential_arguments(config) == "--procedure sequential --test mixture --radii 0.5 1.0"
+    with pytest.raises(ValueError, match=r"strictly increasing, got \[0.5, 0.25\]"):
+        sequential_arguments(
+            validated({**base, "certify": {"procedure": "sequential", "radii": [0.5, 0.25]}})
+        )

@@ -1,4 +1,4 @@
-# CERTIFY (Cohen et al. 2019) in shards of the test set; a shard's partial log (<shard>.partial) survives a
+# CERTIFY (Cohen et al. 2019), or sequential certification at a radius grid, in shards of the test set; a shard's partial log (<shard>.partial) survives a
 # kill, so a rerun only certifies the images that are missing. The shards of a model are then merged.
 
 
@@ -23,11 +23,13 @@ rule certify_shard:
         c=config["certify"],
         amp="--amp" if config["certify"].get("amp") else "",
         trust=TRUST_CHECKPOINT,
+        sequential=sequential_arguments(config),
     shell:
         "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
         "--data-root {params.root} --sigma {wildcards.sigma} --N0 {params.c[n0]} --N {params.c[n]} "
         "--alpha {params.c[alpha]} --batch {params.c[batch]} --skip {params.c[skip]} "
-        "--seed {params.c[seed]} {params.bounds} {params.amp} {params.trust} --no-progress > {log} 2>&1"
+        "--seed {params.c[seed]} {params.bounds} {params.amp} {params.trust} {params.sequential} "
+        "--no-progress > {log} 2>&1"
 
 
 rule merge_certify:

@@ -10,6 +10,7 @@ from rsmooth.pipeline import (
     format_value,
     model_cells,
     pretrain_cells,
+    sequential_arguments,
     shard_ranges,
     train_arguments,
 )
