@@ -586,3 +586,14 @@ def test_other_invalid_arguments_raise() -> None:
         smoothadv_pgd(model, x + 1, y, eps=0.5, steps=2, noise=noise)
     with pytest.raises(ValueError, match=r"y must be an integer tensor of shape \[2\]"):
         smoothadv_pgd(model, x, torch.tensor([0, 1, 2]), eps=0.5, steps=2, noise=noise)
+
+
+def test_ddn_norm_update_is_evaluated_in_float32_as_the_reference() -> None:
+    from rsmooth.attacks import _ddn_norm_factor
+
+    adv = torch.tensor([True, False])
+    for gamma in (0.05, 0.058, 1 - (3 / 510 / 0.5) ** (1 / 20)):
+        reference = 1 - (2 * adv.float() - 1) * gamma
+        assert torch.equal(_ddn_norm_factor(adv, gamma, torch.float32), reference)
+    # The old evaluation (1 -/+ gamma rounded once from float64) differs at gamma = 0.058: the test can fail.
+    assert not torch.equal(torch.where(adv, 1 - 0.058, 1 + 0.058), 1 - (2 * adv.float() - 1) * 0.058)
