@@ -32,6 +32,9 @@ from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 CERTIFY_HEADER = ("idx", "label", "predict", "radius", "correct", "time")
 # Sequential certification appends the base-classifier draws used per image; the reference readers ignore it.
 SEQUENTIAL_HEADER = (*CERTIFY_HEADER, "samples")
+# The attack log of the reference predict.py (rsmooth.empirical): PREDICT on the adversarial example, and the
+# base classifier's class on it without noise.
+ATTACK_HEADER = ("idx", "label", "predict", "basePredict", "correct", "time")
 _META_PREFIX = "# rsmooth-certify "
 _ROW_FIELD = re.compile(r"^-?[0-9]+(?:\.[0-9]*)?(?:e[-+]?[0-9]+)?$")
 

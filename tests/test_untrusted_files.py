@@ -494,7 +494,7 @@ def test_other_sigma_than_trained_warns_with_both(tmp_path, certify_script):
     checkpoint = _mnist_checkpoint(tmp_path, sigma=0.5)
     # A warning only: certification goes on to read the data.
     with (
-        pytest.warns(UserWarning, match=r"trained at sigma 0.5; certifying at --sigma 0.25"),
+        pytest.warns(UserWarning, match=r"trained at sigma 0.5; smoothing at --sigma 0.25"),
         pytest.raises(AssertionError, match="data was read"),
     ):
         certify_script.main(_certify_argv(tmp_path, checkpoint, "--dataset", "mnist", "--sigma", "0.25"))

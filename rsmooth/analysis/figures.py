@@ -122,3 +122,27 @@ def plot_ablation(
         _axes_style(ax, max_radius, panel)
         ax.legend(title=parameter, fontsize="small")
     return _save(fig, path, provenance)
+
+
+def plot_certified_and_empirical(
+    certified: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    empirical: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    max_radius: float,
+    title: str | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Certified curves (solid) and empirical curves (dashed, with markers at the attacked eps): SmoothAdv
+    Figures 3, 7 and 8 and the certified-and-empirical comparison of SmoothAdv with Cohen et al. Each curve is
+    ``label -> (radii or eps, accuracy)``."""
+    fig = Figure(figsize=(5.4, 3.8))
+    ax = fig.add_subplot()
+    for name, (x, y) in certified.items():
+        ax.plot(x, y, label=name, linewidth=2)
+    for name, (x, y) in empirical.items():
+        ax.plot(x, y, label=name, linestyle="--", marker=".", markersize=4)
+    _axes_style(ax, max_radius, title)
+    ax.set_ylabel("accuracy (certified: solid, empirical: dashed)")
+    ax.legend(fontsize="x-small")
+    return _save(fig, path, provenance)

@@ -19,6 +19,7 @@ import pandas as pd
 from rsmooth.errors import LogFormatError, describe_exception
 
 REQUIRED_COLUMNS = ("idx", "label", "predict", "radius", "correct")
+ATTACK_COLUMNS = ("idx", "label", "predict", "basePredict", "correct")
 
 # "1 day, 2:03:04.5", "0:02:31.238689", "15:04" is not a timedelta string, so hours are required.
 _TIMEDELTA = re.compile(r"^(?:(?P<days>-?\d+) days?, )?(?P<h>\d+):(?P<m>\d{2}):(?P<s>\d{2}(?:\.\d*)?)$")
@@ -49,6 +50,26 @@ def read_certify_log(path: str | os.PathLike) -> pd.DataFrame:
     missing columns, unparsable values, or an index that occurs twice (e.g. two shard logs that overlap).
     The path is kept in ``df.attrs["path"]`` so later errors can name the file.
     """
+    return _read_log(
+        path, "certification", REQUIRED_COLUMNS, ("idx", "label", "predict", "correct"), ("radius",)
+    )
+
+
+def read_attack_log(path: str | os.PathLike) -> pd.DataFrame:
+    """Read one attack log (the reference predict.py's and this project's ``scripts/attack.py``'s) into a
+    DataFrame with columns ``idx, label, predict, basePredict, correct[, time]``; errors as
+    :func:`read_certify_log`."""
+    columns = ATTACK_COLUMNS
+    return _read_log(path, "attack", columns, columns, ())
+
+
+def _read_log(
+    path: str | os.PathLike,
+    kind: str,
+    required: tuple[str, ...],
+    integer_columns: tuple[str, ...],
+    float_columns: tuple[str, ...],
+) -> pd.DataFrame:
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -63,27 +84,28 @@ def read_certify_log(path: str | os.PathLike) -> pd.DataFrame:
         raise LogFormatError(f"{path}: empty file, not even a header", path) from error
     except (UnicodeDecodeError, pd.errors.ParserError) as error:
         raise LogFormatError(
-            f"{path}: not a certification log (a tab-separated text file with header "
-            f"{' '.join(REQUIRED_COLUMNS)} ...): {describe_exception(error)}",
+            f"{path}: not a {kind} log (a tab-separated text file with header "
+            f"{' '.join(required)} ...): {describe_exception(error)}",
             path,
         ) from error
     df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    missing = [c for c in required if c not in df.columns]
     if missing:
         raise LogFormatError(
-            f"{path}: not a certification log, missing columns {missing} (has {list(df.columns)[:8]})", path
+            f"{path}: not a {kind} log, missing columns {missing} (has {list(df.columns)[:8]})", path
         )
-    for column in ("idx", "label", "predict", "correct"):
+    for column in integer_columns:
         try:
             df[column] = pd.to_numeric(df[column], errors="raise").astype(np.int64)
         except (ValueError, TypeError) as error:
             raise LogFormatError(f"{path}: column {column!r} is not integer: {error}", path) from error
-    try:
-        # Python's float() rounds correctly, so a logged "0.75" is exactly 0.75 and `radius >= 0.75` holds,
-        # whatever float parser the installed pandas uses.
-        df["radius"] = np.array([float(v) for v in df["radius"]], dtype=np.float64)
-    except ValueError as error:
-        raise LogFormatError(f"{path}: column 'radius' is not numeric: {error}", path) from error
+    for column in float_columns:
+        try:
+            # Python's float() rounds correctly, so a logged "0.75" is exactly 0.75 and `radius >= 0.75`
+            # holds, whatever float parser the installed pandas uses.
+            df[column] = np.array([float(v) for v in df[column]], dtype=np.float64)
+        except ValueError as error:
+            raise LogFormatError(f"{path}: column {column!r} is not numeric: {error}", path) from error
     if not df["correct"].isin([0, 1]).all():
         raise LogFormatError(f"{path}: column 'correct' holds values other than 0 and 1", path)
     if "time" in df.columns:

@@ -1,0 +1,126 @@
+"""The command-line edge shared by ``scripts/certify.py`` and ``scripts/attack.py``.
+
+Both take a checkpoint, a data set, a sigma, the sample counts and a selection of indices; both check every
+value before any work (ranges at argument parsing, the checkpoint against ``--dataset`` and ``--sigma``
+before any data is read) and end a bad input with ``prog: error: message`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import warnings
+from pathlib import Path
+
+import torch
+
+from rsmooth.data import DATASETS, num_classes
+from rsmooth.errors import FileFormatError
+from rsmooth.models import NORMALIZATIONS, load_checkpoint
+from rsmooth.models.architectures import classifier_name, default_num_classes
+
+
+def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options naming what is smoothed and on which images, and the PREDICT/CERTIFY sample counts."""
+    parser.add_argument("outfile", type=Path, help="the TSV log to write")
+    parser.add_argument("--checkpoint", type=Path, required=True, help="model checkpoint (.pt / .pth.tar)")
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--data-root", type=Path, default=Path("resources/data"), help="data set root folder")
+    parser.add_argument("--split", default="test", choices=("train", "test"))
+    parser.add_argument("--sigma", type=float, required=True, help="noise level in [0,1] pixel units")
+    parser.add_argument("--N", type=int, default=100_000, help="samples of the estimate (PREDICT / CERTIFY)")
+    parser.add_argument("--alpha", type=float, default=0.001, help="failure probability")
+    parser.add_argument("--batch", type=int, default=1000, help="noisy samples per forward pass")
+    parser.add_argument("--skip", type=int, default=1, help="every skip-th index (reference --skip)")
+    parser.add_argument("--max", type=int, default=-1, help="stop at this data set index (reference --max)")
+    parser.add_argument("--start", type=int, default=0, help="first data set index of this shard")
+    parser.add_argument("--stop", type=int, default=None, help="data set index after this shard's last")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed; every image derives its own")
+    parser.add_argument("--arch", default=None, help="architecture, if the checkpoint does not name one")
+    parser.add_argument(
+        "--normalization",
+        default=None,
+        help=f"normalization for checkpoints that store none (released models): {', '.join(NORMALIZATIONS)}",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a checkpoint that needs the full unpickler (it can run code: trusted files only)",
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    parser.add_argument("--images-per-call", type=int, default=None, help="images per batched call")
+    parser.add_argument("--partial", type=Path, default=None, help="resume file (default <outfile>.partial)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def check_model_and_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Ranges of the options above; ``parser.error`` (exit 2) naming the first bad one."""
+    for name in ("N", "batch", "skip", *(("N0",) if hasattr(args, "N0") else ())):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.images_per_call is not None and args.images_per_call < 1:
+        parser.error(f"--images-per-call must be a positive integer, got {args.images_per_call}")
+    if not (math.isfinite(args.sigma) and args.sigma > 0):
+        parser.error(f"--sigma must be positive, got {args.sigma}")
+    if not 0 < args.alpha < 0.5:
+        parser.error(f"--alpha must lie in (0, 0.5), got {args.alpha}")
+    if args.max < -1:
+        parser.error(f"--max must be >= -1, got {args.max}")
+    if args.start < 0:
+        parser.error(f"--start must be >= 0, got {args.start}")
+    if args.stop is not None and args.stop <= args.start:
+        parser.error(f"--stop must be greater than --start ({args.start}), got {args.stop}")
+    if args.arch is not None:
+        try:
+            default_num_classes(args.arch)
+        except ValueError as err:
+            parser.error(f"--arch: {err}")
+    if not args.checkpoint.is_file():
+        parser.error(f"--checkpoint {args.checkpoint} does not exist")
+
+
+def load_model(args: argparse.Namespace, prog: str) -> tuple[torch.nn.Module, dict, int]:
+    """``(model, raw checkpoint, number of classes)``, after refusing an unreadable or untrusted file and one
+    made for another data set or number of classes, and warning when its training sigma is not ``--sigma``
+    (legitimate: the papers certify vanilla-PGD models at every sigma, but usually a slip). Reads no data."""
+    try:
+        model, checkpoint = load_checkpoint(
+            args.checkpoint,
+            arch=args.arch,
+            normalization=args.normalization,
+            map_location=args.device,
+            trust=args.trust_checkpoint,
+        )
+    except (FileFormatError, ValueError) as err:
+        raise SystemExit(f"{prog}: error: {err}") from None
+    stored = checkpoint.get("dataset")
+    if stored is not None and stored != args.dataset:
+        raise SystemExit(
+            f"{prog}: error: --checkpoint {args.checkpoint} was trained on {stored!r}, not on the --dataset "
+            f"{args.dataset!r} asked for; use it on {stored!r} or pass the checkpoint for {args.dataset!r}"
+        )
+    arch = args.arch or str(checkpoint.get("arch"))
+    classes = int(model[1].get_submodule(classifier_name(arch)).out_features)
+    if classes != num_classes(args.dataset):
+        raise SystemExit(
+            f"{prog}: error: --checkpoint {args.checkpoint} has {classes} output classes but --dataset "
+            f"{args.dataset!r} has {num_classes(args.dataset)}"
+        )
+    trained_sigma = checkpoint.get("sigma")
+    if trained_sigma is not None and not math.isclose(float(trained_sigma), args.sigma):
+        warnings.warn(
+            f"--checkpoint {args.checkpoint} was trained at sigma {float(trained_sigma):g}; "
+            f"smoothing at --sigma {args.sigma:g}",
+            stacklevel=2,
+        )
+    return model, checkpoint, classes
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
