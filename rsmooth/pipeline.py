@@ -213,3 +213,80 @@ def sequential_arguments(config: dict[str, Any]) -> str:
         return ""
     radii = " ".join(format_value(r) for r in certify_radii(config))
     return f"--procedure sequential --test {certify.get('test', 'union')} --radii {radii}"
+
+
+# -- the empirical study (config section `empirical`): attacks at test time --------------------------------------
+
+
+@dataclass(frozen=True)
+class AttackSetting:
+    """One attack configuration of the empirical study; ``id`` names it in result paths."""
+
+    attack: str
+    base_attack: bool
+    num_noise: int
+    n: int
+
+    @property
+    def id(self) -> str:
+        if self.base_attack:
+            return f"{self.attack}-base_n-{self.n}"
+        return f"{self.attack}_m-{self.num_noise}_n-{self.n}"
+
+    def arguments(self) -> str:
+        """``scripts/attack.py`` options of this setting."""
+        base = " --base-attack" if self.base_attack else ""
+        return f"--attack {self.attack} --num-noise-vec {self.num_noise} --N {self.n}{base}"
+
+
+def attack_settings(config: dict[str, Any]) -> dict[str, AttackSetting]:
+    """Every setting the `empirical.attacks` entries ask for (each entry a product of its lists), by id."""
+    settings: dict[str, AttackSetting] = {}
+    for name, entry in config["empirical"]["attacks"].items():
+        base = bool(entry.get("base_attack", False))
+        noises = [1] if base else entry.get("num_noise", [1])
+        for m, n in itertools.product(noises, entry["n"]):
+            if entry.get("attack", "pgd") == "pgd_stein" and (base or m < 2):
+                raise ValueError(
+                    f"empirical.attacks.{name}: pgd_stein needs num_noise >= 2 and no base_attack, got m = {m}"
+                )
+            setting = AttackSetting(entry.get("attack", "pgd"), base, int(m), int(n))
+            settings.setdefault(setting.id, setting)
+    return settings
+
+
+def attack_groups(config: dict[str, Any], cells: dict[str, Cell]) -> dict[str, list[tuple[str, float]]]:
+    """The envelope groups: name -> the (cell, sigma) certification logs among which each eps picks the one
+    with the best certified accuracy at radius eps. ``envelope: true`` is one group of every model."""
+    envelope = config["empirical"].get("envelope", False)
+    if not envelope:
+        return {}
+    if envelope is True:
+        envelope = {"all": list(config["experiments"])}
+    groups = {}
+    for group, experiments in envelope.items():
+        unknown = sorted(set(experiments) - set(config["experiments"]))
+        if unknown:
+            raise ValueError(f"empirical.envelope.{group}: unknown experiments {unknown}")
+        groups[group] = [
+            (cell.id, sigma)
+            for cell in cells.values()
+            if set(cell.experiments) & set(experiments)
+            for sigma in cell.certify_sigmas
+        ]
+    return groups
+
+
+def explicit_attack_targets(config: dict[str, Any], cells: dict[str, Cell]) -> list[tuple[str, float]]:
+    """The (cell, sigma) pairs of `empirical.cells`, each attacked at every eps (at its certification sigmas)."""
+    targets = []
+    for cid in config["empirical"].get("cells", []):
+        if cid not in cells:
+            raise ValueError(f"empirical.cells: unknown cell {cid!r}; the grid has {sorted(cells)[:5]} ...")
+        targets.extend((cid, sigma) for sigma in cells[cid].certify_sigmas)
+    return targets
+
+
+def attack_log(cell: str, sigma: float, setting: str, eps: float) -> str:
+    return f"results/attack/{cell}/sigma-{format_value(sigma)}/{setting}/eps-{format_value(eps)}.tsv"
+

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Concatenate the certification logs of a model's shards into one log (rows in index order).
+"""Concatenate the shard logs of one certification or attack run into one log (rows in index order).
 
-Every shard must have the reference header; an index present in two shards is an error (the shards
-overlap), and the merged file is written atomically.
+Every shard must have the same header, one of the certification (CERTIFY, sequential) or attack logs', and
+read as a complete log of its kind; an index present in two shards is an error (the shards overlap), and the
+merged file is written atomically.
 """
 
 from __future__ import annotations
@@ -10,20 +11,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsmooth.analysis.logs import read_certify_log
-from rsmooth.certification import CERTIFY_HEADER
+from rsmooth.analysis.logs import read_attack_log, read_certify_log
+from rsmooth.certification import ATTACK_HEADER, CERTIFY_HEADER, SEQUENTIAL_HEADER
 from rsmooth.errors import LogFormatError
 from rsmooth.io import atomic_open
 
 
 def merge(shards: list[Path]) -> list[str]:
     rows: dict[int, str] = {}
-    header = "\t".join(CERTIFY_HEADER)
+    readers = {
+        "\t".join(CERTIFY_HEADER): read_certify_log,
+        "\t".join(SEQUENTIAL_HEADER): read_certify_log,
+        "\t".join(ATTACK_HEADER): read_attack_log,
+    }
+    header = None
     for shard in shards:
-        read_certify_log(shard)  # every row whole and well-formed, or a LogFormatError naming the shard
+        first = shard.read_bytes().decode("utf-8", "replace").split("\n", 1)[0]
+        if first not in readers or header not in (None, first):
+            expected = [header] if header else list(readers)
+            raise LogFormatError(f"{shard}: expected a header among {expected}, got {first[:80]!r}", shard)
+        header = first
+        readers[header](shard)  # every row whole and well-formed, or a LogFormatError naming the shard
         lines = shard.read_text().splitlines()
-        if lines[0] != header:
-            raise LogFormatError(f"{shard}: expected the header {header!r}, got {lines[:1]}", shard)
         for line in lines[1:]:
             idx = int(line.split("\t", 1)[0])
             if idx in rows:

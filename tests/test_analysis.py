@@ -474,7 +474,10 @@ def test_envelope_abstention_linf_and_acr_tables(small_logs):
     assert abst.values.loc["ours"].tolist() == [0.25, 0.5]
     assert "| ours | 25.0 | 50.0 |" in A.to_markdown(abst)
     per_sigma = A.per_sigma_envelope_table({0.25: small_logs, 0.5: {"x": small_logs["σ = 0.50"]}}, [0.5])
-    assert list(per_sigma.values.index) == ["σ = 0.25", "σ = 0.50"]
+    assert list(per_sigma.values.index) == ["σ = 0.25", "σ = 0.5"]
+    # Exact labels: sigma 0.12 and 0.125 are two rows (with "{:.2f}" both were "0.12" and one vanished).
+    close = A.per_sigma_envelope_table({0.12: small_logs, 0.125: small_logs}, [0.5])
+    assert list(close.values.index) == ["σ = 0.12", "σ = 0.125"]
     linf = A.linf_table(groups, "cifar10")  # l2 radius 0.4347
     assert linf.values.iloc[:, 0].tolist() == [0.5, 0.25] and linf.values.iloc[:, 1].tolist() == [0.5, 0.75]
     assert "ℓ∞ acc. at 2/255" in linf.values.columns

@@ -187,6 +187,7 @@ def test_a_pipeline_killed_at_any_point_leaves_no_half_written_file(tmp_path):
     # The demo without pre-training, with three cells: every kind of output, in about half the time.
     config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     config.pop("pretraining")
+    config.pop("empirical")  # its envelope groups name experiments dropped here
     config["experiments"] = {k: config["experiments"][k] for k in ("cohen", "smoothadv_pgd", "self_training")}
     config["experiments"]["cohen"]["grid"]["sigma"] = [0.25]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -222,6 +223,7 @@ def test_a_second_run_on_the_same_results_is_stopped_by_the_lock(tmp_path):
     stops at Snakemake's lock before any job; a lock left by a SIGKILL keeps stopping runs until --unlock."""
     config = yaml.safe_load((ROOT / "config/demo.yaml").read_text())
     config.pop("pretraining")
+    config.pop("empirical")  # its envelope groups name experiments dropped here
     config["experiments"] = {"cohen": config["experiments"]["cohen"]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     base = [

@@ -82,7 +82,8 @@ def test_demo_preset_runs_through_the_slurm_profile(cluster, tmp_path):
     submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: [^)]*/rule_(\w+?)/", output)
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
     assert counts.get("train") == 8 and counts.get("certify_shard") == 18 and counts.get("pretrain") == 1
-    for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid"):
+    assert counts.get("attack_shard") == 12  # the demo's empirical study: GPU jobs too
+    for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "merge_attack", "choose_attack_targets", "empirical"):  # fmt: skip
         assert light not in counts, f"{light} should run on the submitting host"
     assert (tmp_path / "results/analysis/scorecard.html").exists()
     report = subprocess.run(
@@ -179,6 +180,7 @@ def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(clus
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["experiments"] = {"cohen": {"grid": {"method": ["gaussian"], "sigma": [0.25]}}}
     config.pop("pretraining")
+    config.pop("empirical")  # its envelope groups name experiments dropped here
     config["training"]["epochs"] = 400  # about 0.4 s each here: longer than the first attempt's one minute
     config["training"]["lr_step_size"] = 0
     config["runtime_minutes"] = {"train": 1}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -59,10 +60,15 @@ def expected_paper_counts(config: dict) -> dict[str, int]:
     vanilla = experiments["vanilla_pgd"]
     logs = models + size["vanilla_pgd"] * (len(vanilla["certify_sigmas"]) - 1)
     pretrain = math.prod(len(v) for v in config["pretraining"]["grid"].values())
+    # The empirical study: the attacks themselves are planned only once the envelope choice (a checkpoint)
+    # has run, so a dry run shows its four fixed jobs.
+    empirical = dict.fromkeys(
+        ("describe_attack_groups", "choose_attack_targets", "describe_attacks", "empirical"), 1
+    )
     return {
         "prepare_data": 3, "pretrain": pretrain, "merge_pseudo_labels": 1, "train": models,
         "certify_shard": logs * config["certify"]["shards"], "merge_certify": logs, "describe_grid": 1,
-        "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1,
+        "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1, **(empirical if "empirical" in config else {}),
     }  # fmt: skip
 
 
@@ -79,7 +85,7 @@ def test_slurm_profile_dry_run_submits_gpu_rules_and_keeps_light_rules_local():
     assert counts["train"] == 8 and counts["certify_shard"] == 18
     profile = yaml.safe_load((ROOT / "slurm" / "profile.yaml").read_text())
     assert profile["executor"] == "slurm"
-    for rule in ("train", "pretrain", "certify_shard"):
+    for rule in ("train", "pretrain", "certify_shard", "attack_shard"):
         assert profile["set-resources"][rule]["gpu"] == 1
         assert "tasks" not in profile["set-resources"][rule]  # would become --ntasks-per-gpu
         assert "runtime" not in profile["set-resources"][rule]  # the rules grow it with each attempt
@@ -145,12 +151,40 @@ def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_r
     before = merged.read_text()
     shard.unlink()
     plan = job_counts(snakemake("-n", "--configfile", config, "--directory", str(workdir)))
-    assert plan == {"certify_shard": 1, "merge_certify": 1, "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1, "total": 6}  # fmt: skip
+    # The Gaussian model is in the empirical study's "cohen" group: its envelope choice is redone with it.
+    attack_choice = {"choose_attack_targets": 1, "describe_attacks": 1, "empirical": 1}
+    assert plan == {"certify_shard": 1, "merge_certify": 1, "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1, **attack_choice, "total": 9}  # fmt: skip
     counts = job_counts(snakemake("--cores", "2", "--configfile", config, "--directory", str(workdir)))
     assert counts["certify_shard"] == 1 and "train" not in counts
     assert merged.read_text().splitlines() == before.splitlines() or _same_without_time(
         merged.read_text(), before
     )
+
+
+def test_removing_one_attack_shard_reruns_it_without_choosing_the_targets_again(demo_run):
+    workdir, _ = demo_run
+    config = str(ROOT / "config" / "demo.yaml")
+    shard = sorted((workdir / "results/attack").rglob("shard-0.tsv"))[0]
+    shard.unlink()
+    plan = job_counts(snakemake("-n", "--configfile", config, "--directory", str(workdir)))
+    assert plan == {"attack_shard": 1, "merge_attack": 1, "describe_attacks": 1, "empirical": 1, "all": 1, "total": 5}  # fmt: skip
+    counts = job_counts(snakemake("--cores", "2", "--configfile", config, "--directory", str(workdir)))
+    assert counts["attack_shard"] == 1 and "choose_attack_targets" not in counts
+    assert shard.exists()
+
+
+def test_demo_empirical_study_and_its_audit(demo_run):
+    workdir, _ = demo_run
+    empirical = workdir / "results/analysis/empirical"
+    accuracy = pd.read_csv(empirical / "accuracy.csv")
+    # Two groups x two eps x three settings; at eps 0 no attack: empirical accuracy is PREDICT's accuracy.
+    assert len(accuracy) == 12 and set(accuracy["group"]) == {"cohen", "smoothadv"}
+    clean = accuracy[accuracy["eps"] == 0.0]
+    assert (clean["empirical_accuracy"] > 0.3).all()
+    audit = pd.read_csv(empirical / "audit.csv")
+    assert (audit["pairs"] >= 0).all() and not audit["above_bound"].any(), audit
+    for figure in ("m_test", "n", "estimator", "groups"):
+        assert (empirical / "figures" / f"{figure}.png").stat().st_size > 1000
 
 
 def _same_without_time(a: str, b: str) -> bool:

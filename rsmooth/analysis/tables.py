@@ -141,7 +141,8 @@ def per_sigma_envelope_table(
     logs_by_sigma: Mapping[float, Logs], radii: ArrayLike, *, caption: str = "", digits: int = 2
 ) -> Table:
     """The envelope over the models of each noise level: one row per sigma (Salman et al. Figure 1, middle)."""
-    groups = {f"σ = {sigma:.2f}": logs for sigma, logs in logs_by_sigma.items()}
+    # repr-exact labels: with "{:.2f}" sigma 0.12 and 0.125 would share a label and one row would vanish.
+    groups = {f"σ = {float(sigma)!r}": logs for sigma, logs in logs_by_sigma.items()}
     return envelope_table(groups, radii, caption=caption, digits=digits)
 
 

@@ -6,7 +6,11 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from rsmooth.pipeline import (
+    attack_groups,
+    attack_log,
+    attack_settings,
     certification_set_size,
+    explicit_attack_targets,
     format_value,
     model_cells,
     pretrain_cells,
@@ -156,3 +160,62 @@ def write_texts(texts, log):
         with atomic_open(path) as handle:
             handle.write(text)
     Path(log).write_text("".join(f"wrote {path}\n" for path in texts))
+
+
+def attack_group_members():
+    """Envelope group -> [cell, sigma, certification log] of its members (JSON for choose_attack_targets)."""
+    return {
+        group: [[cell, sigma, certification_log(cell, sigma)] for cell, sigma in members]
+        for group, members in ATTACK_GROUPS.items()
+    }
+
+
+def certification_log(cell, sigma):
+    return f"results/certify/{cell}/sigma-{format_value(sigma)}.tsv"
+
+
+def attack_group_logs():
+    return sorted({log for members in attack_group_members().values() for _, _, log in members})
+
+
+def attack_runs():
+    """Every attack log of the study, as dicts; reads the envelope choice (a checkpoint) when there are groups."""
+    targets = [(None, cell, sigma, eps) for cell, sigma in ATTACK_CELLS for eps in EMPIRICAL["eps"]]
+    if ATTACK_GROUPS:
+        chosen = json.loads(Path(checkpoints.choose_attack_targets.get().output[0]).read_text())
+        for group, by_eps in chosen.items():
+            targets.extend((group, t["cell"], t["sigma"], float(eps)) for eps, t in by_eps.items())
+    return [
+        {
+            "group": group,
+            "cell": cell,
+            "sigma": float(sigma),
+            "eps": float(eps),
+            "setting": setting.id,
+            "attack": setting.attack,
+            "base_attack": setting.base_attack,
+            "num_noise": setting.num_noise,
+            "n": setting.n,
+            "log": attack_log(cell, float(sigma), setting.id, float(eps)),
+            "certify_log": certification_log(cell, float(sigma)),
+        }
+        for group, cell, sigma, eps in targets
+        for setting in ATTACK_SETTINGS.values()
+    ]
+
+
+def attack_plan_inputs(wildcards):
+    runs = attack_runs()
+    return sorted({r["log"] for r in runs} | {r["certify_log"] for r in runs})
+
+
+def attack_plan():
+    alpha_certify = config["certify"]["alpha"]
+    return {"alpha_certify": alpha_certify, "alpha_predict": EMPIRICAL["alpha"], "runs": attack_runs()}
+
+
+def empirical_targets():
+    if not EMPIRICAL:
+        return []
+    outputs = [f"{EMPIRICAL_OUT}/figures/{f}.png" for f in EMPIRICAL_FIGURES]
+    return [*outputs, f"{EMPIRICAL_OUT}/accuracy.html", f"{EMPIRICAL_OUT}/audit.html"]

@@ -1,0 +1,215 @@
+"""The empirical-robustness part of the report: figures, per-model tables and the certificate audit of a run.
+
+Input: the *attack plan* the workflow writes (``results/analysis/empirical/attacks.json``): one entry per attack
+log with its model (``cell``, ``sigma``, the certification ``certify_log``), its ``group`` (an envelope group, or
+``null`` for a model attacked at every eps), the setting (``attack``, ``base_attack``, ``num_noise``, ``n``),
+``eps`` and ``log``; plus ``alpha_certify`` and ``alpha_predict``.
+
+Outputs under ``out``: ``figures/m_test.png`` (certified vs empirical for each m_test and vanilla PGD, Figure 3),
+``figures/n.png`` (empirical accuracy vs PREDICT's n, Figure 7), ``figures/estimator.png`` (plug-in vs
+gradient-free, Figure 8), ``figures/groups.png`` (certified and empirical per group, e.g. SmoothAdv vs Cohen),
+``accuracy.{csv,html}`` (empirical accuracy per model, setting and eps, with the certified accuracy of the same
+model at that radius), ``audit.{csv,html}``. A figure with nothing to compare says so on an empty canvas.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rsmooth.analysis.empirical import audit_summary, certificate_audit, empirical_accuracy
+from rsmooth.analysis.figures import _save, plot_certified_and_empirical
+from rsmooth.analysis.logs import read_attack_log, read_certify_log
+from rsmooth.analysis.metrics import certified_accuracy
+from rsmooth.io import atomic_open
+
+FIGURES = ("m_test", "n", "estimator", "groups")
+
+
+def _label(run: Mapping[str, Any]) -> str:
+    if run["base_attack"]:
+        return f"vanilla PGD on f (n = {run['n']})"
+    name = {"pgd": "SmoothAdv-PGD", "ddn": "SmoothAdv-DDN", "pgd_stein": "PGD, gradient-free"}[run["attack"]]
+    return f"{name}, m_test = {run['num_noise']} (n = {run['n']})"
+
+
+def _empty_figure(path: Path, message: str, provenance: Mapping[str, Any] | None) -> Path:
+    fig = Figure(figsize=(5.4, 3.8))
+    fig.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return _save(fig, path, provenance)
+
+
+def accuracy_frame(plan: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per attack log: model, group, setting, eps, empirical and certified accuracy (same model)."""
+    rows, certify_logs = [], {}
+    for run in plan["runs"]:
+        cert = certify_logs.setdefault(run["certify_log"], read_certify_log(run["certify_log"]))
+        rows.append(
+            {
+                "group": run["group"] or "",
+                "model": f"{run['cell']} @ sigma {run['sigma']}",
+                "setting": _label(run),
+                "attack": run["attack"],
+                "base_attack": bool(run["base_attack"]),
+                "num_noise": int(run["num_noise"]),
+                "n": int(run["n"]),
+                "eps": float(run["eps"]),
+                "empirical_accuracy": empirical_accuracy(read_attack_log(run["log"])),
+                "certified_accuracy": float(certified_accuracy(cert, [float(run["eps"])])[0]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _curves(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for setting, part in frame.groupby("setting", sort=False):
+        part = part.sort_values("eps")
+        out[f"empirical, {setting}"] = (part["eps"].to_numpy(), part["empirical_accuracy"].to_numpy())
+    return out
+
+
+def _certified(frame: pd.DataFrame, label: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    # The certified accuracy of the model attacked at each eps: the envelope for a group.
+    part = frame.drop_duplicates("eps").sort_values("eps")
+    return {f"certified, {label}": (part["eps"].to_numpy(), part["certified_accuracy"].to_numpy())}
+
+
+def write_empirical_analysis(
+    plan: Mapping[str, Any], out: str | os.PathLike, provenance: Mapping[str, Any] | None = None
+) -> list[Path]:
+    """Write the figures, the accuracy table and the certificate audit of ``plan`` under ``out``."""
+    out = Path(out)
+    frame = accuracy_frame(plan)
+    max_radius = max(2.25, float(frame["eps"].max()) if len(frame) else 0.0)
+    written = []
+    # One "study" is an envelope group, or one model attacked at every eps.
+    parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    for (group, model), part in frame.groupby(["group", "model"], sort=False) if len(frame) else ():
+        parts[group or model].append(part)
+    studies = {name: pd.concat(p) for name, p in parts.items()}
+    first = next(iter(studies), None)
+
+    def figure(name: str, select, title: str) -> None:
+        if first is None:
+            written.append(_empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance))
+            return
+        part = select(studies[first])
+        if part["setting"].nunique() < 2:
+            message = f"this run has fewer than two attack settings to compare for '{name}'"
+            written.append(_empty_figure(out / "figures" / f"{name}.png", message, provenance))
+            return
+        written.append(
+            plot_certified_and_empirical(
+                _certified(part, first), _curves(part), out / "figures" / f"{name}.png",
+                max_radius=max_radius, title=f"{title} ({first})", provenance=provenance,
+            )
+        )  # fmt: skip
+
+    def at_top_n(part: pd.DataFrame) -> pd.DataFrame:
+        return part[part["n"] == part["n"].max()]
+
+    figure(
+        "m_test",
+        lambda p: at_top_n(p[p["attack"].eq("pgd")]),
+        "Certified vs empirical, SmoothAdv-PGD for each m_test and vanilla PGD",
+    )
+    figure(
+        "n",
+        lambda p: p[p["attack"].eq("pgd") & ~p["base_attack"] & p["num_noise"].eq(p["num_noise"].max())],
+        "Empirical accuracy for each n of PREDICT",
+    )
+    figure(
+        "estimator",
+        lambda p: at_top_n(p[p["attack"].isin(["pgd", "pgd_stein"]) & ~p["base_attack"]]),
+        "Plug-in vs gradient-free estimator",
+    )
+    if len(studies) >= 2:
+        certified: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        empirical: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, part in studies.items():
+            certified.update(_certified(part, name))
+            best = at_top_n(part[~part["base_attack"]])
+            best = best[best["num_noise"] == best["num_noise"].max()].sort_values("eps")
+            empirical[f"empirical, {name}"] = (best["eps"].to_numpy(), best["empirical_accuracy"].to_numpy())
+        written.append(
+            plot_certified_and_empirical(
+                certified, empirical, out / "figures" / "groups.png", max_radius=max_radius,
+                title="Certified and empirical accuracy per group", provenance=provenance,
+            )
+        )  # fmt: skip
+    else:
+        written.append(
+            _empty_figure(out / "figures" / "groups.png", "only one group of models was attacked", provenance)
+        )
+
+    with atomic_open(out / "accuracy.csv") as handle:
+        frame.to_csv(handle, index=False)
+    written.append(out / "accuracy.csv")
+    written.append(
+        _write_html(
+            out / "accuracy.html",
+            "Empirical accuracy per model",
+            "<p>Empirical accuracy: PREDICT on the adversarial example returns the label (an abstention counts as "
+            "wrong). Certified accuracy: the same model's certificates at radius eps.</p>"
+            + frame.to_html(index=False, float_format="{:.3f}".format),
+            provenance,
+        )
+    )
+    written.extend(_write_audit(plan, out, provenance))
+    return written
+
+
+def _write_audit(plan: Mapping[str, Any], out: Path, provenance: Mapping[str, Any] | None) -> list[Path]:
+    by_model: dict[str, dict[float, list[str]]] = defaultdict(lambda: defaultdict(list))
+    certify_of: dict[str, str] = {}
+    for run in plan["runs"]:
+        model = f"{run['cell']} @ sigma {run['sigma']} / {_label(run)}"
+        by_model[model][float(run["eps"])].append(run["log"])
+        certify_of[model] = run["certify_log"]
+    audits = {
+        model: certificate_audit(
+            read_certify_log(certify_of[model]),
+            {eps: read_attack_log(logs[0]) for eps, logs in by_eps.items()},
+        )
+        for model, by_eps in by_model.items()
+    }
+    summary = audit_summary(audits, plan["alpha_certify"], plan["alpha_predict"])
+    events = pd.concat(
+        [a[a["contradiction"]].assign(model=m) for m, a in audits.items()] or [pd.DataFrame()], ignore_index=True
+    )
+    with atomic_open(out / "audit.csv") as handle:
+        summary.to_csv(handle, index=False)
+    bound = plan["alpha_certify"] + plan["alpha_predict"]
+    body = (
+        "<p>For every image that is both certified (class cA, radius R) and attacked by the same model at "
+        "eps &lt; R, a PREDICT that returns a class other than cA (not an abstention) contradicts the "
+        f"certificate. Each such event has probability at most alpha_certify + alpha_predict = {bound:g}. "
+        "<b>A rate well above that bound means a bug or a broken assumption</b> (another model, noise or data "
+        "between certification and attack, or arithmetic that changed the classifier). Abstentions within "
+        "the radius are allowed and counted apart.</p>"
+        + summary.to_html(index=False, float_format="{:.4g}".format)
+        + "<h2>Contradictions</h2>"
+        + (events.to_html(index=False) if len(events) else "<p>none</p>")
+    )
+    return [out / "audit.csv", _write_html(out / "audit.html", "Certificate audit", body, provenance)]
+
+
+def _write_html(path: Path, title: str, body: str, provenance: Mapping[str, Any] | None) -> Path:
+    footer = html.escape(json.dumps(provenance or {}, sort_keys=True))
+    with atomic_open(path) as handle:
+        handle.write(
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1>{body}<footer><small>provenance: {footer}</small></footer>"
+            "</body></html>\n"
+        )
+    return path

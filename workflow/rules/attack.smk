@@ -1,0 +1,141 @@
+# Attacks on smoothed classifiers at test time (config `empirical`; SmoothAdv §4.2, App. C.4-C.6). A shard's
+# partial log survives a kill, as for certification. With `envelope`, which model each eps attacks depends on
+# the certification results: the checkpoint choose_attack_targets records that choice once, and the DAG is
+# then re-evaluated; a later run (or a rerun of one shard) reads the recorded choice instead of redoing it.
+
+EMPIRICAL = config.get("empirical")
+ATTACK_SETTINGS = attack_settings(config) if EMPIRICAL else {}
+ATTACK_GROUPS = attack_groups(config, CELLS) if EMPIRICAL else {}
+ATTACK_CELLS = explicit_attack_targets(config, CELLS) if EMPIRICAL else []
+ATTACK_SHARDS = shard_ranges(certification_set_size(config), EMPIRICAL["shards"]) if EMPIRICAL else []
+EMPIRICAL_OUT = f"{ANALYSIS}/empirical"
+EMPIRICAL_FIGURES = ["m_test", "n", "estimator", "groups"]
+
+
+wildcard_constraints:
+    setting=r"[a-z_]+(-base)?(_m-\d+)?_n-\d+",
+    eps=r"[0-9.]+",
+
+
+rule attack_shard:
+    input:
+        model=ancient("results/models/{cell}/model.pt"),
+        data=data_stamp(config["training"]["dataset"]),
+    output:
+        "results/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
+    log:
+        "results/logs/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
+    resources:
+        runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
+        gpu=1,
+    params:
+        script=script("attack.py"),
+        bounds=lambda wc: "--start {} --stop {}".format(*ATTACK_SHARDS[int(wc.shard)]),
+        root=lambda wc, input: data_root(input.data),
+        dataset=config["training"]["dataset"],
+        e=EMPIRICAL,
+        setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
+        trust=TRUST_CHECKPOINT,
+    shell:
+        "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
+        "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.setting} "
+        "--steps {params.e[steps]} --alpha {params.e[alpha]} --batch {params.e[batch]} "
+        "--skip {params.e[skip]} --seed {params.e[seed]} {params.bounds} {params.trust} "
+        "--no-progress > {log} 2>&1"
+
+
+rule merge_attack:
+    input:
+        expand(
+            "results/attack/{{cell}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
+            shard=range(len(ATTACK_SHARDS)),
+        ),
+    output:
+        "results/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
+    log:
+        "results/logs/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
+    localrule: True
+    params:
+        script=script("merge_certify.py"),
+    shell:
+        "python {params.script} {output} {input} > {log} 2>&1"
+
+
+checkpoint choose_attack_targets:
+    input:
+        logs=attack_group_logs(),
+        groups=f"{EMPIRICAL_OUT}/groups.json",
+    output:
+        f"{EMPIRICAL_OUT}/targets.json",
+    log:
+        "results/logs/attack/choose_targets.log",
+    localrule: True
+    params:
+        script=script("attack_targets.py"),
+        eps=" ".join(format_value(float(e)) for e in (EMPIRICAL or {}).get("eps", [])),
+    shell:
+        "python {params.script} --groups {input.groups} --eps {params.eps} --out {output} > {log} 2>&1"
+
+
+rule describe_attack_groups:
+    output:
+        f"{EMPIRICAL_OUT}/groups.json",
+    log:
+        "results/logs/attack/describe_groups.log",
+    localrule: True
+    params:
+        groups=lambda wc: json.dumps(attack_group_members(), sort_keys=True),
+    run:
+        write_texts({output[0]: params.groups}, log[0])
+
+
+rule describe_attacks:
+    input:
+        attack_plan_inputs,
+    output:
+        f"{EMPIRICAL_OUT}/attacks.json",
+    log:
+        "results/logs/attack/describe.log",
+    localrule: True
+    run:
+        write_texts({output[0]: json.dumps(attack_plan(), indent=1, sort_keys=True)}, log[0])
+
+
+rule empirical:
+    input:
+        plan=rules.describe_attacks.output[0],
+        config=rules.describe_grid.output.config,
+        logs=attack_plan_inputs,
+    output:
+        figures=[
+            report(
+                f"{EMPIRICAL_OUT}/figures/{f}.png",
+                caption="../report/empirical.rst",
+                category="Empirical robustness",
+                labels={"figure": f},
+            )
+            for f in EMPIRICAL_FIGURES
+        ],
+        accuracy=report(
+            f"{EMPIRICAL_OUT}/accuracy.html",
+            caption="../report/empirical.rst",
+            category="Empirical robustness",
+            labels={"figure": "accuracy per model"},
+        ),
+        audit=report(
+            f"{EMPIRICAL_OUT}/audit.html",
+            caption="../report/audit.rst",
+            category="Empirical robustness",
+            labels={"figure": "certificate audit"},
+        ),
+    log:
+        "results/logs/empirical.log",
+    localrule: True
+    params:
+        script=script("empirical.py"),
+        out=EMPIRICAL_OUT,
+    shell:
+        "python {params.script} --plan {input.plan} --config {input.config} --out {params.out} "
+        "> {log} 2>&1"
