@@ -289,4 +289,3 @@ def explicit_attack_targets(config: dict[str, Any], cells: dict[str, Cell]) -> l
 
 def attack_log(cell: str, sigma: float, setting: str, eps: float) -> str:
     return f"results/attack/{cell}/sigma-{format_value(sigma)}/{setting}/eps-{format_value(eps)}.tsv"
-

@@ -20,7 +20,9 @@ from rsmooth.pipeline import format_value
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--groups", type=Path, required=True)
     parser.add_argument("--eps", type=float, nargs="+", required=True)
     parser.add_argument("--out", type=Path, required=True)

@@ -101,7 +101,9 @@ def write_empirical_analysis(
 
     def figure(name: str, select, title: str) -> None:
         if first is None:
-            written.append(_empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance))
+            written.append(
+                _empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance)
+            )
             return
         part = select(studies[first])
         if part["setting"].nunique() < 2:
@@ -185,7 +187,8 @@ def _write_audit(plan: Mapping[str, Any], out: Path, provenance: Mapping[str, An
     }
     summary = audit_summary(audits, plan["alpha_certify"], plan["alpha_predict"])
     events = pd.concat(
-        [a[a["contradiction"]].assign(model=m) for m, a in audits.items()] or [pd.DataFrame()], ignore_index=True
+        [a[a["contradiction"]].assign(model=m) for m, a in audits.items()] or [pd.DataFrame()],
+        ignore_index=True,
     )
     with atomic_open(out / "audit.csv") as handle:
         summary.to_csv(handle, index=False)
