@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Concatenate the certification logs of a model's shards into one log (rows in index order).
 
-Every shard must have the reference header; an index present in two shards is an error (the shards
-overlap), and the merged file is written atomically.
+Every shard must have the same header, the reference one (CERTIFY) or it with ``samples`` (sequential);
+an index present in two shards is an error (the shards overlap), and the merged file is written atomically.
 """
 
 from __future__ import annotations
@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsmooth.certification import CERTIFY_HEADER
+from rsmooth.certification import CERTIFY_HEADER, SEQUENTIAL_HEADER
 from rsmooth.io import atomic_open
 
 
 def merge(shards: list[Path]) -> list[str]:
     rows: dict[int, str] = {}
     header = "\t".join(CERTIFY_HEADER)
-    for shard in shards:
+    for number, shard in enumerate(shards):
         lines = shard.read_text().splitlines()
+        if number == 0 and lines and lines[0] == "\t".join(SEQUENTIAL_HEADER):
+            header = lines[0]
         if not lines or lines[0] != header:
             raise ValueError(f"{shard}: expected the header {header!r}, got {lines[:1]}")
         for line in lines[1:]:
