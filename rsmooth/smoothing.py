@@ -29,7 +29,7 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
-from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest
+from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, sequential_test
 
 ABSTAIN = -1
 # Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
@@ -240,7 +240,7 @@ class Smooth:
         if labels is not None and any(not 0 <= int(y) < self.num_classes for y in labels):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {list(labels)}")
         if not isinstance(test, SequentialTest):
-            test = SequentialTest.for_radii(radii, self.sigma, alpha, n_max, test)
+            test = sequential_test(radii, self.sigma, alpha, n_max, test)
         generators = self._generators(xs, seeds) or [None] * xs.shape[0]
         self.base_classifier.eval()
         xs = xs.to(self.device, torch.float32)

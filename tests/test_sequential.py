@@ -18,6 +18,7 @@ from rsmooth.sequential import (
     check_radii,
     exact_outcomes,
     look_schedule,
+    sequential_test,
     simulate,
 )
 from rsmooth.smoothing import Smooth
@@ -78,13 +79,13 @@ def test_simulation_matches_the_exact_law(method):
 
 
 def test_stop_top_when_the_top_reachable_level_is_certified():
-    test = SequentialTest.for_radii(RADII, 0.5, 0.001, 100_000, "union")
+    test = sequential_test(RADII, 0.5, 0.001, 20_000, "union")
     assert test.top_level == len(RADII) - 1
     t = int(test.looks[-5])
     level, stop = test.decide(t, len(test.looks) - 5)
     assert (int(level), int(stop)) == (len(RADII) - 1, STOP_TOP)
-    # With sigma = 0.12 radius 1.0 needs p > Phi(8.3): not reachable in 100,000 draws, so 0.25 is the top.
-    small = SequentialTest.for_radii(RADII, 0.12, 0.001, 100_000, "union")
+    # With sigma = 0.12 radius 0.5 needs p > Phi(4.2): not reachable in 20,000 draws, so 0.25 is the top.
+    small = sequential_test(RADII, 0.12, 0.001, 20_000, "union")
     assert small.top_level == 1
     k = int(np.searchsorted(small.looks, 10_000))
     level, stop = small.decide(int(small.looks[k]), k)
@@ -92,7 +93,7 @@ def test_stop_top_when_the_top_reachable_level_is_certified():
 
 
 def test_stop_ruled_out_when_the_upper_bound_is_below_the_next_threshold():
-    test = SequentialTest.for_radii(RADII, 0.5, 0.001, 100_000, "union")
+    test = sequential_test(RADII, 0.5, 0.001, 20_000, "union")
     k = int(np.searchsorted(test.looks, 5000))
     t = int(test.looks[k])
     # p_hat = 0.75: certified at 0.25 (Phi(0.5) = 0.69), and 0.5 (Phi(1) = 0.84) is clearly ruled out.
@@ -191,7 +192,7 @@ def test_half_space_certificates_are_sound_and_far_points_stop_early():
 def test_half_space_without_label_selects_the_class_and_counts_the_selection():
     smooth = Smooth(HalfSpace(), 2, 0.5)
     cls, radius, samples = smooth.certify_sequential(
-        half_space_images([-0.6])[0], RADII, 0.001, 20_000, 500, seed=4
+        half_space_images([-0.6])[0], RADII, 0.01, 20_000, 500, seed=4
     )
     assert (cls, radius) == (0, 0.5)  # class 0 at distance 0.6: robust at 0.5, not at 0.75
     assert samples > 100
