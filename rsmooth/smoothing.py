@@ -29,7 +29,7 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
-from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, sequential_test
+from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, check_radii, sequential_test
 
 ABSTAIN = -1
 # Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
@@ -241,6 +241,8 @@ class Smooth:
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {list(labels)}")
         if not isinstance(test, SequentialTest):
             test = sequential_test(radii, self.sigma, alpha, n_max, test)
+        elif (test.alpha, test.n_max) != (alpha, n_max) or not np.allclose(test.radii, check_radii(radii)):
+            raise ValueError("the SequentialTest given was built for other radii, alpha or n_max")
         generators = self._generators(xs, seeds) or [None] * xs.shape[0]
         self.base_classifier.eval()
         xs = xs.to(self.device, torch.float32)

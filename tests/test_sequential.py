@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import binom, norm
@@ -252,3 +253,44 @@ def test_sequential_sampler_rejects_bad_arguments():
 def test_threshold_of_a_radius_is_the_gaussian_cdf():
     test = SequentialTest.for_radii([0.0, 0.25], 0.5, 0.001, 100)
     assert test.thresholds[1] == pytest.approx(norm.cdf(0.5))
+
+
+class _Crashing:
+    """A data set that fails after ``limit`` reads, like a job killed mid-run."""
+
+    def __init__(self, items, limit):
+        self.items, self.limit, self.reads = items, limit, 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt("killed")
+        return self.items[i]
+
+
+def test_dataset_log_resumes_after_a_crash_and_matches_an_uninterrupted_run(tmp_path):
+    from rsmooth.analysis import read_certify_log
+    from rsmooth.certification import certify_dataset_sequential
+
+    smooth = Smooth(HalfSpace(), 2, 0.5)
+    xs = half_space_images(np.linspace(-0.4, 1.6, 7))
+    items = [(xs[i], int(i % 3 != 0)) for i in range(7)]
+    kwargs = dict(radii=RADII, alpha=0.01, n_max=5000, batch_size=300, seed=3, images_per_call=2)
+    whole = certify_dataset_sequential(smooth, items, range(7), tmp_path / "whole.tsv", **kwargs)
+    out = tmp_path / "resumed.tsv"
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset_sequential(smooth, _Crashing(items, 4), range(7), out, **kwargs)
+    assert not out.exists() and (tmp_path / "resumed.tsv.partial").exists()
+    certify_dataset_sequential(smooth, items, range(7), out, **{**kwargs, "batch_size": 64})
+    a, b = read_certify_log(whole), read_certify_log(out)
+    columns = ["idx", "label", "predict", "radius", "correct", "samples"]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    # Label 0 at a positive offset has p < 1/2: never certified.
+    assert a.set_index("idx").loc[[3, 6], "predict"].tolist() == [-1, -1]
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset_sequential(smooth, _Crashing(items, 2), range(7), tmp_path / "x.tsv", **kwargs)
+    with pytest.raises(ValueError, match="other settings"):
+        certify_dataset_sequential(smooth, items, range(7), tmp_path / "x.tsv", **{**kwargs, "alpha": 0.05})
