@@ -7,6 +7,8 @@ The statistics follow the reference implementation exactly:
   radius ``sigma * Phi^-1(pA)``, and the smoothed classifier abstains when ``pA < 0.5``.
 - PREDICT draws ``n`` samples once and returns the top class only if a two-sided exact binomial test of the
   top two counts rejects equality at level alpha.
+- ``certify_sequential`` (not in the reference) answers "certified at each radius of a grid?" with an
+  anytime-valid test (:mod:`rsmooth.sequential`), stopping each image once its answer is settled.
 
 Noise is N(0, sigma^2 I) added in [0, 1] pixel space, before the model's normalization layer, and never
 clamped. Unlike the reference, noise is drawn and votes are counted on the model's device in whole batches,
