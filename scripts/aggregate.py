@@ -204,7 +204,10 @@ def main() -> None:
         "envelope": envelope_table(groups, radii, caption="Best model per radius, with its clean accuracy"),
         "envelope_per_sigma": per_sigma_envelope_table(dict(by_sigma), radii, caption="Envelope per sigma"),
         "abstention": abstention_table(
-            groups, radii, caption="Abstention rate (%) of the best model per radius"
+            groups,
+            radii,
+            caption="Abstention rate (%) of the best model per radius"
+            + ("" if acr else " (tested on the true label: wrong predictions count as abstentions)"),
         ),
         "linf": linf_table(
             groups, dataset, caption="l-inf certified accuracy implied by the l2 certificates"
