@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from rsmooth.errors import LogFormatError
 from rsmooth.io import atomic_open
-from rsmooth.sequential import DEFAULT_TEST, SequentialTest
+from rsmooth.sequential import DEFAULT_TEST, sequential_test
 from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 
 CERTIFY_HEADER = ("idx", "label", "predict", "radius", "correct", "time")
@@ -253,7 +253,7 @@ def certify_dataset_sequential(
     partial_path = (
         Path(partial_path) if partial_path is not None else outfile.with_name(outfile.name + ".partial")
     )
-    sequential = SequentialTest.for_radii(radii, smooth.sigma, alpha, n_max, test)
+    sequential = sequential_test(radii, smooth.sigma, alpha, n_max, test)
     settings = {
         "procedure": "sequential",
         "test": test,

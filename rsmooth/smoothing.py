@@ -7,6 +7,8 @@ The statistics follow the reference implementation exactly:
   radius ``sigma * Phi^-1(pA)``, and the smoothed classifier abstains when ``pA < 0.5``.
 - PREDICT draws ``n`` samples once and returns the top class only if a two-sided exact binomial test of the
   top two counts rejects equality at level alpha.
+- ``certify_sequential`` (not in the reference) answers "certified at each radius of a grid?" with an
+  anytime-valid test (:mod:`rsmooth.sequential`), stopping each image once its answer is settled.
 
 Noise is N(0, sigma^2 I) added in [0, 1] pixel space, before the model's normalization layer, and never
 clamped. Unlike the reference, noise is drawn and votes are counted on the model's device in whole batches,
@@ -29,7 +31,7 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
-from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest
+from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, check_radii, sequential_test
 
 ABSTAIN = -1
 # Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
@@ -240,7 +242,9 @@ class Smooth:
         if labels is not None and any(not 0 <= int(y) < self.num_classes for y in labels):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {list(labels)}")
         if not isinstance(test, SequentialTest):
-            test = SequentialTest.for_radii(radii, self.sigma, alpha, n_max, test)
+            test = sequential_test(radii, self.sigma, alpha, n_max, test)
+        elif (test.alpha, test.n_max) != (alpha, n_max) or not np.allclose(test.radii, check_radii(radii)):
+            raise ValueError("the SequentialTest given was built for other radii, alpha or n_max")
         generators = self._generators(xs, seeds) or [None] * xs.shape[0]
         self.base_classifier.eval()
         xs = xs.to(self.device, torch.float32)

@@ -10,6 +10,7 @@ Reads ``grid.json`` (cells, their hyper-parameters, experiments and logs; writte
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
 from collections import defaultdict
@@ -21,6 +22,7 @@ import pandas as pd
 import yaml
 
 from rsmooth.analysis import (
+    NO_ACR,
     TABLE_RADII,
     abstention_rate,
     abstention_table,
@@ -38,6 +40,7 @@ from rsmooth.analysis import (
     model_setting,
     model_table,
     per_sigma_envelope_table,
+    procedure_caption,
     read_certify_log,
     scorecard,
     scorecard_summary,
@@ -93,8 +96,11 @@ _PAPER_GROUPS = {
 }
 
 
-def run_values(grid: dict, keys: dict, logs: Logs, groups: dict[str, Logs], dataset: str) -> pd.DataFrame:
-    """This run's numbers under the papers' keys: envelopes, l-inf, and single models of the per-model tables."""
+def run_values(
+    grid: dict, keys: dict, logs: Logs, groups: dict[str, Logs], dataset: str, *, acr: bool = True
+) -> pd.DataFrame:
+    """This run's numbers under the papers' keys: envelopes, l-inf, and single models of the per-model tables
+    (their ACR only with ``acr``: the sequential procedure's grid radii give none)."""
     radii = TABLE_RADII.get(dataset, TABLE_RADII["cifar10"])
     frames = []
     for group, (method, setting) in _PAPER_GROUPS.items():
@@ -118,13 +124,19 @@ def run_values(grid: dict, keys: dict, logs: Logs, groups: dict[str, Logs], data
             continue
         frames.append(
             model_cells(
-                logs[name], [0.0, *radii], dataset=dataset, method=method, setting=setting, sigma=float(sigma)
+                logs[name],
+                [0.0, *radii],
+                dataset=dataset,
+                method=method,
+                setting=setting,
+                sigma=float(sigma),
+                acr=acr,
             )
         )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def cells_frame(grid: dict, keys: dict, logs: Logs, radii: list[float]) -> pd.DataFrame:
+def cells_frame(grid: dict, keys: dict, logs: Logs, radii: list[float], *, acr: bool = True) -> pd.DataFrame:
     rows = []
     for name, (cell_id, sigma) in keys.items():
         cell, df = grid[cell_id], logs[name]
@@ -136,11 +148,13 @@ def cells_frame(grid: dict, keys: dict, logs: Logs, radii: list[float]) -> pd.Da
             {
                 "clean accuracy": clean_accuracy(df),
                 **{f"r = {r:g}": a for r, a in zip(radii, certified_accuracy(df, radii), strict=True)},
-                "ACR": average_certified_radius(df),
+                "ACR": average_certified_radius(df) if acr else NO_ACR,
                 "abstention": abstention_rate(df),
                 "images": len(df),
             }
         )
+        if "samples" in df.columns:  # the sequential procedure's draws per image
+            row["mean samples"] = float(df["samples"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -173,6 +187,9 @@ def main() -> None:
     radii = [float(r) for r in config.get("analysis", {}).get("radii", TABLE_RADII["cifar10"])]
     seeds = {"training": config["training"].get("seed", 0), "certify": config["certify"].get("seed", 0)}
     provenance = collect_provenance(config, seeds)
+    # Every table says which procedure and alpha produced it; grid radii (sequential) have no ACR.
+    procedure = procedure_caption(config["certify"])
+    acr = config["certify"].get("procedure", "cohen") == "cohen"
 
     logs, keys = load_logs(grid)
     groups = group_logs(grid, keys, logs)
@@ -187,25 +204,33 @@ def main() -> None:
         "envelope": envelope_table(groups, radii, caption="Best model per radius, with its clean accuracy"),
         "envelope_per_sigma": per_sigma_envelope_table(dict(by_sigma), radii, caption="Envelope per sigma"),
         "abstention": abstention_table(
-            groups, radii, caption="Abstention rate (%) of the best model per radius"
+            groups,
+            radii,
+            caption="Abstention rate (%) of the best model per radius"
+            + ("" if acr else " (tested on the true label: wrong predictions count as abstentions)"),
         ),
         "linf": linf_table(
             groups, dataset, caption="l-inf certified accuracy implied by the l2 certificates"
         ),
-        "acr": acr_table(logs, radii, caption="Average certified radius (ACR) and certified accuracy"),
+        "acr": acr_table(
+            logs, radii, caption="Average certified radius (ACR) and certified accuracy", acr=acr
+        ),
     }
     for name, table in tables.items():
+        table = dataclasses.replace(table, caption=f"{table.caption}; {procedure}")
         write_table(table, args.out / "tables" / name, provenance=provenance)
 
     card = scorecard(
-        load_paper_numbers().query("dataset == @dataset"), run_values(grid, keys, logs, groups, dataset)
+        load_paper_numbers().query("dataset == @dataset"),
+        run_values(grid, keys, logs, groups, dataset, acr=acr),
     )
     with atomic_open(args.out / "scorecard.csv") as handle:
         card.to_csv(handle, index=False)
     summary = scorecard_summary(card).to_html(index=False, float_format="{:.3f}".format)
     ran = card[card["status"] != "not run"]
     body = (
-        f"<p>{len(ran)} of {len(card)} cells of the papers' {dataset} tables are covered by this run.</p>"
+        f"<p>{len(ran)} of {len(card)} cells of the papers' {dataset} tables are covered by this run, "
+        f"certified with {html.escape(procedure)}.</p>"
         f"<h2>Summary</h2>{summary}<h2>Cells run</h2>"
         + (to_html(scorecard_table(ran), fragment=True) if len(ran) else "<p>none</p>")
         + "<h2>Cells not run</h2>"
@@ -213,7 +238,7 @@ def main() -> None:
     )
     write_html(args.out / "scorecard.html", "Scorecard: this run beside the papers", body, provenance)
 
-    cells = cells_frame(grid, keys, logs, radii)
+    cells = cells_frame(grid, keys, logs, radii, acr=acr)
     with atomic_open(args.out / "cells.csv") as handle:
         cells.to_csv(handle, index=False)
     write_html(

@@ -651,3 +651,46 @@ def test_provenance_sidecar(tmp_path):
     path = A.write_provenance_sidecar(tmp_path / "fig.png", A.collect_provenance({"a": 1}))
     assert path.name == "fig.png.provenance.json"
     assert json.loads(path.read_text())["config_hash"] == A.config_hash({"a": 1})
+
+
+# -- logs of the sequential procedure ------------------------------------------------------------------
+
+
+def test_sequential_log_samples_are_read_and_its_acr_is_not_shown(tmp_path):
+    path = tmp_path / "sequential.tsv"
+    path.write_text(
+        "idx\tlabel\tpredict\tradius\tcorrect\ttime\tsamples\n"
+        "0\t3\t3\t0.5\t1\t0.1\t1200\n"
+        "1\t4\t-1\t0\t0\t0.2\t100000\n"
+        "2\t5\t5\t0\t1\t0.1\t300\n"
+    )
+    df = A.read_certify_log(path)
+    assert df["samples"].tolist() == [1200, 100000, 300] and df["samples"].dtype == np.int64
+    assert A.certified_accuracy(df, [0.0, 0.25, 0.5]).tolist() == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    table = A.acr_table({"m": df}, [0.25], caption="ACR", acr=False)
+    assert table.values.loc["m", "ACR"] == A.tables.MISSING
+    assert A.NO_ACR in table.caption and "grid radii" in table.caption
+    assert not table.best["ACR"].any()
+    assert "0.500" not in A.to_markdown(table)
+    # With acr (CERTIFY logs) the number is there.
+    assert A.acr_table({"m": df}, [0.25]).values.loc["m", "ACR"] == f"{0.5 / 3:.3f}"
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("idx\tlabel\tpredict\tradius\tcorrect\ttime\tsamples\n0\t3\t3\t0.5\t1\t0.1\tmany\n")
+    with pytest.raises(ValueError, match="column 'samples' is not integer"):
+        A.read_certify_log(bad)
+
+
+def test_procedure_caption_names_procedure_and_alpha():
+    assert A.procedure_caption({"n0": 100, "n": 100000, "alpha": 0.001}) == (
+        "CERTIFY (N0 = 100, N = 100000, alpha = 0.001)"
+    )
+    caption = A.procedure_caption({"procedure": "sequential", "test": "union", "n": 100000, "alpha": 0.01})
+    assert caption == "sequential certification at grid radii (union test, n_max = 100000, alpha = 0.01)"
+
+
+def test_model_cells_leave_out_acr_for_grid_radii():
+    df = frame([(True, 0.5), (True, 0.25)])
+    with_acr = A.model_cells(df, [0.0, 0.25], dataset="cifar10", method="gaussian", sigma=0.25)
+    without = A.model_cells(df, [0.0, 0.25], dataset="cifar10", method="gaussian", sigma=0.25, acr=False)
+    assert len(with_acr) == len(without) + 1
+    assert "acr" not in set(without["metric"])

@@ -153,8 +153,6 @@ def test_defaults_are_filled_where_the_parent_exists():
         "shards": 20,
         "seed": 0,
         "amp": False,
-        "procedure": "cohen",
-        "test": "union",
     }
     assert config["analysis"]["radii"][0] == 0.0
     assert config["pseudo_labels"] == {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.stats import binom, norm
@@ -18,6 +19,7 @@ from rsmooth.sequential import (
     check_radii,
     exact_outcomes,
     look_schedule,
+    sequential_test,
     simulate,
 )
 from rsmooth.smoothing import Smooth
@@ -78,13 +80,13 @@ def test_simulation_matches_the_exact_law(method):
 
 
 def test_stop_top_when_the_top_reachable_level_is_certified():
-    test = SequentialTest.for_radii(RADII, 0.5, 0.001, 100_000, "union")
+    test = sequential_test(RADII, 0.5, 0.001, 20_000, "union")
     assert test.top_level == len(RADII) - 1
     t = int(test.looks[-5])
     level, stop = test.decide(t, len(test.looks) - 5)
     assert (int(level), int(stop)) == (len(RADII) - 1, STOP_TOP)
-    # With sigma = 0.12 radius 1.0 needs p > Phi(8.3): not reachable in 100,000 draws, so 0.25 is the top.
-    small = SequentialTest.for_radii(RADII, 0.12, 0.001, 100_000, "union")
+    # With sigma = 0.12 radius 0.5 needs p > Phi(4.2): not reachable in 20,000 draws, so 0.25 is the top.
+    small = sequential_test(RADII, 0.12, 0.001, 20_000, "union")
     assert small.top_level == 1
     k = int(np.searchsorted(small.looks, 10_000))
     level, stop = small.decide(int(small.looks[k]), k)
@@ -92,7 +94,7 @@ def test_stop_top_when_the_top_reachable_level_is_certified():
 
 
 def test_stop_ruled_out_when_the_upper_bound_is_below_the_next_threshold():
-    test = SequentialTest.for_radii(RADII, 0.5, 0.001, 100_000, "union")
+    test = sequential_test(RADII, 0.5, 0.001, 20_000, "union")
     k = int(np.searchsorted(test.looks, 5000))
     t = int(test.looks[k])
     # p_hat = 0.75: certified at 0.25 (Phi(0.5) = 0.69), and 0.5 (Phi(1) = 0.84) is clearly ruled out.
@@ -191,7 +193,7 @@ def test_half_space_certificates_are_sound_and_far_points_stop_early():
 def test_half_space_without_label_selects_the_class_and_counts_the_selection():
     smooth = Smooth(HalfSpace(), 2, 0.5)
     cls, radius, samples = smooth.certify_sequential(
-        half_space_images([-0.6])[0], RADII, 0.001, 20_000, 500, seed=4
+        half_space_images([-0.6])[0], RADII, 0.01, 20_000, 500, seed=4
     )
     assert (cls, radius) == (0, 0.5)  # class 0 at distance 0.6: robust at 0.5, not at 0.75
     assert samples > 100
@@ -251,3 +253,44 @@ def test_sequential_sampler_rejects_bad_arguments():
 def test_threshold_of_a_radius_is_the_gaussian_cdf():
     test = SequentialTest.for_radii([0.0, 0.25], 0.5, 0.001, 100)
     assert test.thresholds[1] == pytest.approx(norm.cdf(0.5))
+
+
+class _Crashing:
+    """A data set that fails after ``limit`` reads, like a job killed mid-run."""
+
+    def __init__(self, items, limit):
+        self.items, self.limit, self.reads = items, limit, 0
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads > self.limit:
+            raise KeyboardInterrupt("killed")
+        return self.items[i]
+
+
+def test_dataset_log_resumes_after_a_crash_and_matches_an_uninterrupted_run(tmp_path):
+    from rsmooth.analysis import read_certify_log
+    from rsmooth.certification import certify_dataset_sequential
+
+    smooth = Smooth(HalfSpace(), 2, 0.5)
+    xs = half_space_images(np.linspace(-0.4, 1.6, 7))
+    items = [(xs[i], int(i % 3 != 0)) for i in range(7)]
+    kwargs = dict(radii=RADII, alpha=0.01, n_max=5000, batch_size=300, seed=3, images_per_call=2)
+    whole = certify_dataset_sequential(smooth, items, range(7), tmp_path / "whole.tsv", **kwargs)
+    out = tmp_path / "resumed.tsv"
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset_sequential(smooth, _Crashing(items, 4), range(7), out, **kwargs)
+    assert not out.exists() and (tmp_path / "resumed.tsv.partial").exists()
+    certify_dataset_sequential(smooth, items, range(7), out, **{**kwargs, "batch_size": 64})
+    a, b = read_certify_log(whole), read_certify_log(out)
+    columns = ["idx", "label", "predict", "radius", "correct", "samples"]
+    pd.testing.assert_frame_equal(a[columns], b[columns])
+    # Label 0 at a positive offset has p < 1/2: never certified.
+    assert a.set_index("idx").loc[[3, 6], "predict"].tolist() == [-1, -1]
+    with pytest.raises(KeyboardInterrupt):
+        certify_dataset_sequential(smooth, _Crashing(items, 2), range(7), tmp_path / "x.tsv", **kwargs)
+    with pytest.raises(ValueError, match="other settings"):
+        certify_dataset_sequential(smooth, items, range(7), tmp_path / "x.tsv", **{**kwargs, "alpha": 0.05})

@@ -51,6 +51,7 @@ from rsmooth.analysis.paper import (
 )
 from rsmooth.analysis.provenance import collect_provenance, config_hash, write_provenance_sidecar
 from rsmooth.analysis.tables import (
+    NO_ACR,
     Table,
     abstention_table,
     acr_table,
@@ -58,6 +59,7 @@ from rsmooth.analysis.tables import (
     linf_table,
     model_table,
     per_sigma_envelope_table,
+    procedure_caption,
     to_csv,
     to_html,
     to_latex,
@@ -70,6 +72,7 @@ __all__ = [
     "INPUT_DIM",
     "KEY_COLUMNS",
     "LINF_RADIUS",
+    "NO_ACR",
     "PAPER_LINF_L2_RADIUS",
     "PLOT_MAX_RADIUS",
     "PLOT_STEP",
@@ -104,6 +107,7 @@ __all__ = [
     "plot_ablation",
     "plot_certified_accuracy",
     "plot_envelopes",
+    "procedure_caption",
     "radius_grid",
     "read_certify_log",
     "representative_models",

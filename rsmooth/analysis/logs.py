@@ -3,7 +3,8 @@
 Both are tab-separated with the header ``idx label predict radius correct time``. The reference writes
 ``time`` as a ``datetime.timedelta`` string (``H:MM:SS.ffffff``) and radii with 3 significant digits; this
 project writes float seconds and 8 significant digits. Lines starting with ``#`` (the settings line of a
-partial log) are skipped.
+partial log) are skipped. Logs of the sequential procedure add a final column ``samples`` (draws per image),
+read as integers.
 """
 
 from __future__ import annotations
@@ -113,6 +114,11 @@ def _read_log(
             df["time"] = np.array([parse_duration(v) for v in df["time"]], dtype=np.float64)
         except ValueError as error:
             raise LogFormatError(f"{path}: column 'time': {error}", path) from error
+    if "samples" in df.columns:
+        try:
+            df["samples"] = pd.to_numeric(df["samples"], errors="raise").astype(np.int64)
+        except (ValueError, TypeError) as error:
+            raise LogFormatError(f"{path}: column 'samples' is not integer: {error}", path) from error
     duplicated = df.loc[df["idx"].duplicated(), "idx"].unique()
     if len(duplicated):
         shown = ", ".join(map(str, duplicated[:10])) + (" ..." if len(duplicated) > 10 else "")

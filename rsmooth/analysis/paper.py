@@ -253,12 +253,15 @@ def model_cells(
     method: str,
     setting: str = "",
     sigma: float | None = None,
+    acr: bool = True,
 ) -> pd.DataFrame:
-    """Run values of one model: certified accuracy at each radius (include 0 for the clean column) and ACR."""
+    """Run values of one model: certified accuracy at each radius (include 0 for the clean column) and ACR
+    (``acr=False`` for logs of grid radii, whose ACR is not the papers')."""
     radii = np.atleast_1d(np.asarray(radii, dtype=np.float64))
     acc = certified_accuracy(df, radii)
     items = [("certified_accuracy", float(r), float(a)) for r, a in zip(radii, acc, strict=True)]
-    items.append(("acr", None, average_certified_radius(df)))
+    if acr:
+        items.append(("acr", None, average_certified_radius(df)))
     return _cells(dataset, method, setting, sigma, items)
 
 

@@ -31,6 +31,16 @@ from rsmooth.analysis.provenance import provenance_line
 from rsmooth.io import atomic_open
 
 MISSING = "–"
+NO_ACR = "not computable, the sequential procedure certifies grid radii only"
+
+
+def procedure_caption(certify: Mapping[str, Any]) -> str:
+    """Which procedure and alpha produced a table, from the ``certify`` configuration section."""
+    alpha = f"alpha = {certify.get('alpha', 0.001):g}"
+    if certify.get("procedure", "cohen") == "sequential":
+        test = certify.get("test", "union")
+        return f"sequential certification at grid radii ({test} test, n_max = {certify.get('n', 100000)}, {alpha})"
+    return f"CERTIFY (N0 = {certify.get('n0', 100)}, N = {certify.get('n', 100000)}, {alpha})"
 
 
 @dataclass(frozen=True)
@@ -201,16 +211,23 @@ def linf_table(
     return Table(values, best=best, caption=caption, digits=digits, percent=True, data=data)
 
 
-def acr_table(logs: Logs, radii: ArrayLike, *, caption: str = "", digits: int = 3) -> Table:
+def acr_table(logs: Logs, radii: ArrayLike, *, caption: str = "", digits: int = 3, acr: bool = True) -> Table:
     """One row per model: ACR, then certified accuracy at each radius (as in SmoothMix's tables); the best
-    per column marked. Accuracies are shown in percent with one decimal, ACR with ``digits`` decimals."""
+    per column marked. Accuracies are shown in percent with one decimal, ACR with ``digits`` decimals.
+
+    ``acr=False`` (logs of the sequential procedure, whose radii are grid radii, not maximal ones): the ACR
+    column shows the missing mark and the caption says why, rather than a mean of grid radii."""
     radii = _radii(radii)
     grid = accuracy_grid(logs, radii)
-    acrs = pd.Series({name: average_certified_radius(df) for name, df in logs.items()})
+    if not acr:
+        acrs = pd.Series(np.nan, index=list(logs), dtype=float)
+        caption = f"{caption} (ACR: {NO_ACR})" if caption else f"ACR: {NO_ACR}"
+    else:
+        acrs = pd.Series({name: average_certified_radius(df) for name, df in logs.items()})
     values = grid.set_axis([radius_label(r) for r in radii], axis=1)
     best = column_best(values)
     text = values.map(lambda v: f"{v * 100:.1f}").astype(object)
-    text.insert(0, "ACR", acrs.map(lambda v: f"{v:.{digits}f}"))
+    text.insert(0, "ACR", acrs.map(lambda v: MISSING if np.isnan(v) else f"{v:.{digits}f}"))
     best.insert(0, "ACR", column_best(acrs.to_frame()).iloc[:, 0])
     text.index.name = "model"
     data = (

@@ -1,5 +1,6 @@
-# CERTIFY (Cohen et al. 2019), or sequential certification at a radius grid, in shards of the test set; a shard's partial log (<shard>.partial) survives a
-# kill, so a rerun only certifies the images that are missing. The shards of a model are then merged.
+# CERTIFY (Cohen et al. 2019), or sequential certification at a radius grid (certify.procedure), in shards
+# of the test set; a shard's partial log (<shard>.partial) survives a kill, so a rerun only certifies the
+# images that are missing. The shards of a model are then merged.
 
 
 rule certify_shard:
@@ -21,15 +22,23 @@ rule certify_shard:
         root=lambda wc, input: data_root(input.data),
         dataset=config["training"]["dataset"],
         c=config["certify"],
-        amp="--amp" if config["certify"].get("amp") else "",
-        trust=TRUST_CHECKPOINT,
-        sequential=sequential_arguments(config),
+        # --amp, the options of certify.procedure: sequential, and --trust-checkpoint. One parameter, so that
+        # CERTIFY's command and parameters stay exactly as they were (no rerun of existing shards).
+        amp=" ".join(
+            filter(
+                None,
+                [
+                    "--amp" if config["certify"].get("amp") else "",
+                    sequential_arguments(config),
+                    TRUST_CHECKPOINT,
+                ],
+            )
+        ),
     shell:
         "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
         "--data-root {params.root} --sigma {wildcards.sigma} --N0 {params.c[n0]} --N {params.c[n]} "
         "--alpha {params.c[alpha]} --batch {params.c[batch]} --skip {params.c[skip]} "
-        "--seed {params.c[seed]} {params.bounds} {params.amp} {params.trust} {params.sequential} "
-        "--no-progress > {log} 2>&1"
+        "--seed {params.c[seed]} {params.bounds} {params.amp} --no-progress > {log} 2>&1"
 
 
 rule merge_certify:
