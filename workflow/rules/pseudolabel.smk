@@ -36,8 +36,10 @@ rule merge_pseudo_labels:
         script=script("pseudolabel.py"),
         root=lambda wc, input: data_root(input.cifar10),
         labels=config.get("pseudo_labels", {}).get("labels", "shipped"),
-        checkpoint=lambda wc, input: (f"--checkpoint {input.model}" if "model" in input.keys() else ""),
-        trust=TRUST_CHECKPOINT,
+        # With --trust-checkpoint folded in, so that the job's parameters stay as they were without it.
+        checkpoint=lambda wc, input: (
+            f"--checkpoint {input.model} {TRUST_CHECKPOINT}".strip() if "model" in input.keys() else ""
+        ),
     shell:
         "python {params.script} {output} --data-root {params.root} --labels {params.labels} "
-        "{params.checkpoint} {params.trust} > {log} 2>&1"
+        "{params.checkpoint} > {log} 2>&1"
