@@ -46,6 +46,7 @@ from rsmooth.analysis import (
     write_table,
 )
 from rsmooth.io import atomic_open
+from rsmooth.train.methods import get_method
 
 Logs = dict[str, pd.DataFrame]
 
@@ -60,9 +61,7 @@ def method_group(cell: dict[str, Any]) -> str:
             if on
         ]
         return "+".join(["smoothadv", *extras])
-    return {"gaussian": "gaussian", "pgd_vanilla": "vanilla PGD", "pgd_noise": "vanilla PGD + noise"}.get(
-        method, method
-    )
+    return get_method(method).group
 
 
 def load_logs(grid: dict[str, Any]) -> tuple[Logs, dict[str, tuple[str, str]]]:

@@ -21,8 +21,10 @@ from rsmooth.models import get_architecture, load_checkpoint, save_checkpoint
 from rsmooth.train import LOG_COLUMNS, TrainConfig, loop, train
 from rsmooth.train.batches import plan_epoch, rank_slice
 from rsmooth.train.loop import Distributed
+from rsmooth.train.methods import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
+NOISE_DRAWS = [name for name, cls in REGISTRY.items() if cls.noise_draws]  # methods with m > 1
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +52,13 @@ def tiny(**overrides) -> TrainConfig:
     [
         ({"sigma": -0.1}, "sigma must be a non-negative number, got -0.1"),
         ({"eps": -1.0}, "eps must be a non-negative number, got -1.0"),
-        ({"method": "macer"}, "unknown method 'macer'; allowed: standard, gaussian, smoothadv"),
+        ({"method": "cutmix"}, "unknown method 'cutmix'; allowed: standard, gaussian, smoothadv"),
         ({"attack": "fgsm"}, "unknown attack 'fgsm'; allowed: pgd, ddn, pgd_stein"),
         (
             {"method": "smoothadv", "num_noise_vec": 3, "batch_size": 256},
             "num_noise_vec (m) must divide batch_size",
         ),
-        ({"method": "gaussian", "num_noise_vec": 2}, "applies to methods smoothadv and smoothmix only"),
+        ({"method": "gaussian", "num_noise_vec": 2}, f"applies to methods {', '.join(NOISE_DRAWS)} only"),
         ({"method": "smoothadv", "attack": "pgd_stein"}, "needs num_noise_vec >= 2"),
         ({"method": "gaussian", "sigma": 0.0}, "sigma must be > 0"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),

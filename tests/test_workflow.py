@@ -160,7 +160,7 @@ def _same_without_time(a: str, b: str) -> bool:
 
 def test_invalid_config_is_rejected_before_any_job(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["experiments"]["cohen"]["grid"]["method"] = ["macer"]
+    config["experiments"]["cohen"]["grid"]["method"] = ["cutmix"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -168,7 +168,7 @@ def test_invalid_config_is_rejected_before_any_job(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "macer" in result.stdout + result.stderr
+    assert "cutmix" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
 
 
