@@ -24,8 +24,6 @@ from rsmooth.train.methods import REGISTRY, Method, Option, get_method
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 ATTACKS = ("pgd", "ddn", "pgd_stein")
-# Methods whose training step attacks the model (and whose epoch log has an adversarial accuracy).
-ATTACKING_METHODS = tuple(name for name, cls in REGISTRY.items() if cls.attacking)
 
 _RUN = (
     Option("dataset", str, "cifar10", "training set", choices=tuple(DATASETS)),
@@ -119,7 +117,7 @@ class _TrainConfigBase:
 
     @property
     def attacking(self) -> bool:
-        return self.method_class.attacking
+        return self.method_class.is_attacking(self)
 
     @property
     def decay_offset(self) -> int:

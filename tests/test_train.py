@@ -179,15 +179,26 @@ def test_each_method_lowers_the_training_loss(tmp_path, data_root, overrides):
     assert not (tmp_path / "model.pt.resume").exists()
 
 
-def test_step_decay_schedule(tmp_path, data_root):
+@pytest.mark.parametrize(
+    ("overrides", "lrs"),
+    [
+        # Cohen's and Salman's scripts: scheduler.step(epoch) before the epoch, decays at epochs 2, 4.
+        ({"method": "gaussian"}, [0.1, 0.1, 0.01, 0.01, 0.001]),
+        # The SmoothMix repository's scripts step it after the epoch: every decay one epoch late.
+        ({"method": "gaussian", "lr_decay_offset": 1}, [0.1, 0.1, 0.1, 0.01, 0.01]),
+        ({"method": "stability"}, [0.1, 0.1, 0.1, 0.01, 0.01]),
+    ],
+    ids=["on-time", "late", "stability-default"],
+)
+def test_step_decay_schedule(tmp_path, data_root, overrides, lrs):
     train(
-        tiny(method="gaussian", epochs=5, lr=0.1, lr_step_size=2),
+        tiny(epochs=5, lr=0.1, lr_step_size=2, **overrides),
         tmp_path / "m.pt",
         data_root=data_root,
         progress=False,
     )
     log = pd.read_csv(tmp_path / "m.pt.log.tsv", sep="\t")
-    assert np.allclose(log.lr, [0.1, 0.1, 0.01, 0.01, 0.001])
+    assert np.allclose(log.lr, lrs)
 
 
 # -- exact resumption --------------------------------------------------------------------------------------

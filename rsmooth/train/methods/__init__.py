@@ -12,15 +12,18 @@ on first use.
 from __future__ import annotations
 
 from rsmooth.train.methods.base import Method, Option, StepStats, attacks, warmup_factor
+from rsmooth.train.methods.consistency import Consistency
 from rsmooth.train.methods.gaussian import Gaussian
 from rsmooth.train.methods.macer import Macer
 from rsmooth.train.methods.pgd import PGDNoise, PGDVanilla
 from rsmooth.train.methods.smoothadv import SmoothAdv
 from rsmooth.train.methods.smoothmix import SmoothMix, smoothmix_mix_loss, smoothmix_mixup
+from rsmooth.train.methods.stability import Stability
 from rsmooth.train.methods.standard import Standard
 
 REGISTRY: dict[str, type[Method]] = {
-    cls.name: cls for cls in (Standard, Gaussian, SmoothAdv, PGDVanilla, PGDNoise, SmoothMix, Macer)
+    cls.name: cls
+    for cls in (Standard, Gaussian, SmoothAdv, PGDVanilla, PGDNoise, SmoothMix, Stability, Macer, Consistency)
 }
 
 # The step of ``config.method``: ``MethodStep(config, model, optimizer, scaler, autocast=...)``.

@@ -159,6 +159,11 @@ class Method:
         """Cross-field rules of this method (after every field passed its own check)."""
 
     @classmethod
+    def is_attacking(cls, config: TrainConfig) -> bool:
+        """Whether a model of ``config`` is attacked in training (then the epoch log has test_acc_adv)."""
+        return cls.attacking
+
+    @classmethod
     def id_head(cls, values: dict[str, Any]) -> str:
         return cls.name
 
