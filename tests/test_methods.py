@@ -192,3 +192,30 @@ def test_adversarial_evaluation_uses_the_training_attacker(monkeypatch):
     )
     evaluate(model, data, config, 0.25, torch.device("cpu"))
     assert used == [0.25]  # the epoch's (warmed-up) eps, given by the loop
+
+
+@pytest.mark.parametrize(("maxnorm_s", "expected"), [(None, 0.5 * 1 * 0.5), (0.3, 0.3 * 0.5)])
+def test_smoothmix_one_step_bound_is_alpha_times_mix_step_or_the_explicit_maxnorm_s(
+    monkeypatch, maxnorm_s, expected
+):
+    bounds = []
+    real = methods_module.attacks.smoothmix_pgd
+
+    def spy(*args, **kwargs):
+        bounds.append(kwargs["maxnorm_s"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(methods_module.attacks, "smoothmix_pgd", spy)
+    config = TrainConfig(
+        method="smoothmix", sigma=0.25, num_noise_vec=2, batch_size=4, steps=2, mix_step=1,
+        smoothmix_alpha=0.5, smoothmix_maxnorm_s=maxnorm_s, warmup=2,
+    ).validate()  # fmt: skip
+    model = Recorder()
+    step = MethodStep(
+        config, model, torch.optim.SGD(model.parameters(), lr=0.1), torch.amp.GradScaler("cuda", enabled=False),
+        autocast=contextlib.nullcontext,
+    )  # fmt: skip
+    step.set_epoch(0)  # warm-up factor 1/2
+    step(torch.rand(4, 3, 2, 2), torch.randint(0, 3, (4,)))
+    assert bounds == [pytest.approx(expected)] * 2
+    assert config.decay_offset == 1  # the official train.py decays one epoch late

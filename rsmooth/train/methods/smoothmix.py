@@ -5,6 +5,10 @@ draws, cross-entropy on the m noisy copies of ``x_init``, and the masked mixup K
 ``eta * min(1, (epoch + 1) / warmup)``; one SGD step per chunk. The mixup labels keep the gradient of the
 smoothed clean prediction (not detached, as the official code).
 
+The learning rate decays one epoch late, as the official ``train.py`` steps its scheduler after the epoch
+(``lr_decay_offset`` 1; rsmooth decayed on time before). ``smoothmix_maxnorm_s`` is the official
+``--maxnorm_s``: the L2 bound of ``x_init`` instead of ``alpha * mix_step``, scaled by the same warm-up factor.
+
 Deviations (README): the chunks are near-equal ``tensor_split`` pieces where the official
 ``_chunk_minibatch`` drops the last ``len(batch) % m`` images (only a last batch or a DDP slice that m does
 not divide); the m noise tensors are drawn as one ``[B, m, ...]`` tensor (the same stream as the reference's m
@@ -55,16 +59,27 @@ class SmoothMix(Method):
         Option("smoothmix_eta", float, 5.0, "weight of the mixup term", minimum=0, short="eta"),
         Option("mix_step", int, 0, "the iterate kept as x_init (0: x itself)", minimum=0, short="mixstep"),
         Option("smoothmix_maxnorm", float, None, "L2 bound of the adversary (None: only the box)", minimum=0, nullable=True),
+        Option(
+            "smoothmix_maxnorm_s", float, None,
+            "L2 bound of x_init before the warm-up factor (official --maxnorm_s; None: alpha * mix_step)",
+            minimum=0, nullable=True, exclusive=True,
+        ),
     )  # fmt: skip
     identity = ("sigma", "steps", "num_noise_vec", "smoothmix_alpha", "smoothmix_eta", "mix_step")
     noise_draws = True
     chunked = True
     attacking = True
+    lr_decay_offset = 1  # the official train.py steps the scheduler after the epoch (facts, section 0)
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         cfg = self.config
         m = cfg.num_noise_vec
         total = (0.0, 0, 0)
+        # The official --maxnorm_s replaces the default alpha * mix_step; either is scaled by the warm-up.
+        if cfg.smoothmix_maxnorm_s is None:
+            maxnorm_s = cfg.smoothmix_alpha * cfg.mix_step * self.mix_weight
+        else:
+            maxnorm_s = cfg.smoothmix_maxnorm_s * self.mix_weight
         for xc, yc in zip(x.tensor_split(m), y.tensor_split(m), strict=True):
             noise = self.noise(xc, m)  # one set of draws for the adversary, the clean term and the mixup
             x_init, x_adv = attacks.smoothmix_pgd(
@@ -75,7 +90,7 @@ class SmoothMix(Method):
                 steps=cfg.steps,
                 noise=noise,
                 mix_step=cfg.mix_step,
-                maxnorm_s=cfg.smoothmix_alpha * cfg.mix_step * self.mix_weight,
+                maxnorm_s=maxnorm_s,
                 maxnorm=cfg.smoothmix_maxnorm,
             )
             targets = yc.repeat_interleave(m)
