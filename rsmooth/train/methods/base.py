@@ -36,16 +36,26 @@ StepStats = tuple[float, int, int]
 
 
 class _LazyModule:
-    """A module imported on first attribute access."""
+    """A module imported on first attribute access; setting an attribute sets it on the module (so that
+    ``monkeypatch.setattr(methods.attacks, ...)`` patches ``rsmooth.attacks`` itself)."""
 
     def __init__(self, name: str) -> None:
-        self._name = name
-        self._module: ModuleType | None = None
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_module", None)
+
+    def _load(self) -> ModuleType:
+        if self._module is None:
+            object.__setattr__(self, "_module", importlib.import_module(self._name))
+        return self._module
 
     def __getattr__(self, attr: str) -> Any:
-        if self._module is None:
-            self._module = importlib.import_module(self._name)
-        return getattr(self._module, attr)
+        return getattr(self._load(), attr)
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._load(), attr, value)
+
+    def __delattr__(self, attr: str) -> None:
+        delattr(self._load(), attr)
 
 
 torch: Any = _LazyModule("torch")
