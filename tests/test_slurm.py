@@ -81,7 +81,7 @@ def test_demo_preset_runs_through_the_slurm_profile(cluster, tmp_path):
     output, seconds = run_snakemake("--configfile", "config/demo.yaml", workdir=tmp_path)
     submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: [^)]*/rule_(\w+?)/", output)
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
-    assert counts.get("train") == 8 and counts.get("certify_shard") == 18 and counts.get("pretrain") == 1
+    assert counts.get("train") == 11 and counts.get("certify_shard") == 24 and counts.get("pretrain") == 1
     for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid"):
         assert light not in counts, f"{light} should run on the submitting host"
     assert (tmp_path / "results/analysis/scorecard.html").exists()
