@@ -1,4 +1,5 @@
-"""L2 attacks on smoothed classifiers: SmoothAdv (Salman et al. 2019) and SmoothMix (Jeong et al. 2021).
+"""L2 attacks on smoothed classifiers: SmoothAdv (Salman et al. 2019), SmoothMix (Jeong et al. 2021) and the
+SmoothAdv attack of Consistency regularization (Jeong & Shin 2020).
 
 Conventions shared by every attack here:
 
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "consistency_pgd",
     "mean_softmax",
     "pgd_base",
     "smoothadv_ddn",
@@ -273,6 +275,39 @@ def smoothmix_pgd(
             adv = _project_ball_box(adv.detach() + alpha * grad, x, maxnorm)
         init = _project_ball_box(init, x, maxnorm_s)
     return init.detach(), adv.detach()
+
+
+# -- Consistency regularization on SmoothAdv ----------------------------------------------------------------------
+
+
+def consistency_pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, steps: int, noise: torch.Tensor
+) -> torch.Tensor:
+    """The SmoothAdv PGD of the Consistency code (``SmoothAdv_PGD`` of ``train_consistency.py``).
+
+    From ``x`` (no random start), ``steps`` steps of ``adv += (2 * eps / steps) * g / (||g|| + 1e-8)`` with ``g``
+    the gradient of ``mean_b -log(max(mean_i softmax(f(adv + n_i))_y, 1e-20))``, each followed by scaling
+    ``adv - x`` down to ``eps`` and *then* clamping to [0, 1] (ball, then box: the opposite order of
+    :func:`smoothadv_pgd`). A zero gradient gives a zero step, as in that code.
+    """
+    eps = _check_eps(eps)
+    steps = _check_int("steps", steps, minimum=1)
+    _check_inputs(x, y)
+    _check_noise(noise, x)
+    if eps == 0:
+        return x.detach().clone()
+    step = 2 * eps / steps
+    m = noise.shape[1]
+    with _attack_mode(model):
+        x, noise = _plain(x), _plain(noise)
+        adv = x
+        for _ in range(steps):
+            adv = adv.detach().requires_grad_(True)
+            loss = smoothed_soft_nll(_noisy_logits(model, adv, noise), y, m, reduction="mean")
+            grad = _input_grad(loss, adv)
+            grad = grad / _per_example(grad.flatten(1).norm(dim=1) + 1e-8, grad)
+            adv = _project_ball_box(adv.detach() + step * grad, x, eps)
+    return adv.detach()
 
 
 # -- internals ---------------------------------------------------------------------------------------------------

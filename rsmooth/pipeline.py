@@ -8,18 +8,18 @@ once, and a result path says what it holds.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from rsmooth.dataset_info import TEST_SET_SIZE
-from rsmooth.train_config import TrainConfig
+from rsmooth.train.methods import get_method
+from rsmooth.train_config import OPTIONS, PIPELINE_SET, TRAIN_FIELDS, TrainConfig, method_defaults
 
-TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig))
 # Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
-_PATH_FIELDS = ("pretrained", "pseudo_labels")
-_DEFAULTS = TrainConfig().to_dict()
+_PATH_FIELDS = PIPELINE_SET
 
 # The analysis radii's default (workflow/schemas/config.schema.yaml, analysis.radii).
 DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
@@ -44,35 +44,27 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-# The hyper-parameters that identify a model of each method, always named in its id (short names).
-_IDENTITY = {
-    "standard": (),
-    "gaussian": ("sigma",),
-    "smoothadv": ("sigma", "eps", "steps", "num_noise_vec"),
-    "pgd_vanilla": ("eps", "steps"),
-    "pgd_noise": ("sigma", "eps", "steps"),
-    "smoothmix": ("sigma", "steps", "num_noise_vec", "smoothmix_alpha", "smoothmix_eta", "mix_step"),
-}
-_SHORT = {
-    "steps": "T",
-    "num_noise_vec": "m",
-    "smoothmix_alpha": "alpha",
-    "smoothmix_eta": "eta",
-    "mix_step": "mixstep",
-}
+@functools.cache
+def _defaults(method: str) -> dict[str, Any]:
+    return method_defaults(method)
+
+
+def _short(name: str) -> str:
+    return OPTIONS[name].short or name
 
 
 def cell_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str, ...] = ()) -> str:
     """A readable, canonical id: markers, the method (and attack), its identifying hyper-parameters, then
-    ``key-value`` for every other value that differs from ``defaults`` (in TrainConfig field order).
+    ``key-value`` for every other value that differs from ``defaults`` (in TrainConfig field order; a field
+    that ``defaults`` does not set is compared with the method's own default). The method's class
+    (``rsmooth.train.methods``) gives the head and the identifying fields.
 
     Example: ``smoothadv-pgd_sigma-0.25_eps-0.5_T-10_m-2_multi``.
     """
-    method = values["method"]
-    head = f"{method}-{values['attack']}" if method == "smoothadv" else method
-    identity = _IDENTITY[method]
-    parts = [*markers, head]
-    parts += [f"{_SHORT.get(name, name)}-{format_value(values[name])}" for name in identity]
+    method = get_method(values["method"])
+    identity = method.id_fields(values)
+    parts = [*markers, method.id_head(values)]
+    parts += [f"{_short(name)}-{format_value(values[name])}" for name in identity]
     if values.get("multi_noise"):
         parts.append("multi")
     if values.get("self_training_weight", 1.0) != 1.0 or "selftrain" in markers:
@@ -84,7 +76,7 @@ def cell_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str
         if name in values
         and name not in shown
         and name not in _PATH_FIELDS
-        and values[name] != defaults.get(name, _DEFAULTS[name])
+        and values[name] != defaults.get(name, _defaults(method.name)[name])
     ]
     return "_".join(parts)
 

@@ -45,10 +45,13 @@ from rsmooth.analysis import (
     scorecard,
     scorecard_summary,
     scorecard_table,
+    seed_summary,
+    smoothmix_keys,
     to_html,
     write_table,
 )
 from rsmooth.io import atomic_open, read_config_file
+from rsmooth.train.methods import get_method
 
 Logs = dict[str, pd.DataFrame]
 
@@ -63,9 +66,7 @@ def method_group(cell: dict[str, Any]) -> str:
             if on
         ]
         return "+".join(["smoothadv", *extras])
-    return {"gaussian": "gaussian", "pgd_vanilla": "vanilla PGD", "pgd_noise": "vanilla PGD + noise"}.get(
-        method, method
-    )
+    return get_method(method).group
 
 
 def load_logs(grid: dict[str, Any]) -> tuple[Logs, dict[str, tuple[str, str]]]:
@@ -110,29 +111,38 @@ def run_values(
             )
             if setting == "envelope":
                 frames.append(linf_cells(groups[group], dataset=dataset, method=method, setting=setting))
+    smoothmix: dict[tuple[str, str, float], dict[int, tuple[str, pd.DataFrame]]] = defaultdict(dict)
     for name, (cell_id, sigma) in keys.items():
         cell = grid[cell_id]
         train = cell["train"]
         if cell["pretrain"] or cell["pseudo_labels"] or float(sigma) != train["sigma"]:
             continue  # the per-model tables hold models trained from scratch and certified at their own sigma
-        if train["method"] == "gaussian":
-            method, setting = "gaussian", ""
-        elif train["method"] == "smoothadv":
-            method = f"smoothadv_{train['attack']}"
+        if train["method"] == "smoothadv":
             setting = model_setting(train["steps"], train["num_noise_vec"], train["eps"])
-        else:
-            continue
-        frames.append(
+            frames.append(
+                model_cells(
+                    logs[name], [0.0, *radii], dataset=dataset, method=f"smoothadv_{train['attack']}",
+                    setting=setting, sigma=float(sigma), acr=acr,
+                )
+            )  # fmt: skip
+        # SmoothMix's tables: one model per (method, setting, sigma), the mean and std over its seeds.
+        for method, setting, over_seeds in smoothmix_keys(dataset, train):
+            if over_seeds or train["seed"] == 0:
+                models = smoothmix[(method, setting, float(sigma))]
+                if train["seed"] in models:
+                    raise ValueError(
+                        f"two models of seed {train['seed']} for SmoothMix's {method} {setting!r} at sigma "
+                        f"{sigma}: {models[train['seed']][0]} and {name}"
+                    )
+                models[train["seed"]] = (name, logs[name])
+    for (method, setting, sigma), by_seed in smoothmix.items():
+        per_seed = [
             model_cells(
-                logs[name],
-                [0.0, *radii],
-                dataset=dataset,
-                method=method,
-                setting=setting,
-                sigma=float(sigma),
-                acr=acr,
+                log, [0.0, *radii], dataset=dataset, method=method, setting=setting, sigma=sigma, acr=acr
             )
-        )
+            for _, (_, log) in sorted(by_seed.items())
+        ]
+        frames.append(seed_summary(per_seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

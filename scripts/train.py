@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train a base classifier for randomized smoothing (one grid cell of the pipeline).
 
-Every field of ``rsmooth.train.TrainConfig`` is an option (``--lr-step-size``, ``--num-noise-vec``, ...);
+Every field of ``rsmooth.train.TrainConfig`` is an option (``--lr-step-size``, ``--num-noise-vec``, ...),
+generated from the method registry (``rsmooth.train.methods``);
 ``--config FILE.yaml`` loads them from a file and options given on the command line win. A rerun after a
 kill resumes from ``<output>.resume``; the final checkpoint appears only when training is complete.
 
@@ -19,13 +20,14 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import typing
 from pathlib import Path
 
 from rsmooth.errors import ConfigFileError
 from rsmooth.io import read_config_file
 from rsmooth.train import TrainConfig, train
+from rsmooth.train.methods import REGISTRY, Option
+from rsmooth.train_config import OPTIONS, OWNER
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,29 +43,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log", type=Path, default=None, help="epoch log TSV (default <output>.log.tsv)")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true")
-    hints = typing.get_type_hints(TrainConfig)
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if hints[field.name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+    methods = parser.add_argument_group(
+        "methods", "; ".join(f"{name}: {cls.summary}" for name, cls in REGISTRY.items())
+    )
+    for option in OPTIONS.values():
+        flag = "--" + option.name.replace("_", "-")
+        owner = OWNER.get(option.name)
+        group = methods if owner else parser
+        help_text = f"[{owner}] {option.help}" if owner else option.help
+        if option.kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            kind = hints[field.name]
-            convert = {int: int, float: float, str: str}.get(kind) or _optional(kind)
-            parser.add_argument(flag, type=convert, default=None, metavar=field.name.upper())
+            group.add_argument(
+                flag, type=_converter(option), default=None, metavar=option.name.upper(), help=help_text
+            )
     return parser
 
 
-def _optional(kind: typing.Any) -> typing.Callable[[str], typing.Any]:
-    inner = next(a for a in typing.get_args(kind) if a is not type(None))
-    return lambda text: None if text.lower() in ("none", "null", "") else inner(text)
+def _converter(option: Option) -> typing.Callable[[str], typing.Any]:
+    """The option's type; ``none`` / ``null`` / empty give None where None is allowed (the method's default
+    for the shared options that a method may set)."""
+    if not (option.nullable or option.default is None or option.name in OWNER):
+        return option.kind
+    return lambda text: None if text.lower() in ("none", "null", "") else option.kind(text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = read_config_file(args.config) if args.config else {}
-    for field in dataclasses.fields(TrainConfig):
-        given = getattr(args, field.name)
+    for name in OPTIONS:
+        given = getattr(args, name)
         if given is not None:
-            values[field.name] = given
+            values[name] = given
     try:
         return TrainConfig.from_dict(values).validate()
     except (ValueError, TypeError) as err:

@@ -694,3 +694,62 @@ def test_model_cells_leave_out_acr_for_grid_radii():
     without = A.model_cells(df, [0.0, 0.25], dataset="cifar10", method="gaussian", sigma=0.25, acr=False)
     assert len(with_acr) == len(without) + 1
     assert "acr" not in set(without["metric"])
+
+
+# ------------------------------------------------------------------------ SmoothMix's tables: seeds, coverage
+
+
+def test_seed_summary_is_the_mean_and_spread_over_seeds_and_the_scorecard_compares_both():
+    numbers = A.load_paper_numbers()
+    cells = numbers[
+        (numbers["table"] == "Table 5 (appendix)")
+        & (numbers["method"] == "gaussian")
+        & (numbers["sigma"] == "1")
+    ]  # ACR 1.6184 +- 0.0021 over 5 seeds
+    seeds = [1.6160, 1.6170, 1.6180, 1.6200, 1.6210]
+    frames = [
+        pd.DataFrame([{"dataset": "mnist", "method": "gaussian", "setting": "", "sigma": 1.0, "metric": "acr", "radius": None, "value": v}])
+        for v in seeds
+    ]  # fmt: skip
+    summary = A.seed_summary(frames)
+    assert len(summary) == 1
+    assert summary["value"].iloc[0] == pytest.approx(np.mean(seeds))
+    assert summary["std"].iloc[0] == pytest.approx(np.std(seeds))  # 0.00185: prints as 0.0019
+    card = A.scorecard(cells, summary)
+    assert card["status"].tolist() == ["match"]  # 1.6184 against a mean of 1.6184
+    assert card["std_status"].tolist() == ["differs"]  # 0.0019 against the paper's 0.0021
+    assert card["paper_std"].iloc[0] == pytest.approx(0.0021)
+    shown = A.to_markdown(A.scorecard_table(card))
+    assert "1.618 ± 0.002" in shown and "differs" in shown
+
+
+@pytest.mark.parametrize(
+    ("preset", "dataset"),
+    [("mnist.yaml", "mnist"), ("config.yaml", "cifar10"), ("imagenet_smoothmix.yaml", "imagenet")],
+)
+def test_every_smoothmix_table_cell_of_a_dataset_has_exactly_one_model_per_seed_in_its_preset(
+    preset, dataset
+):
+    from collections import Counter
+
+    import yaml
+
+    from rsmooth.pipeline import model_cells
+
+    root = Path(__file__).resolve().parents[1]
+    cells = model_cells(yaml.safe_load((root / "config" / preset).read_text()))
+    models = Counter()
+    for cell in cells.values():
+        if cell.pretrain or cell.pseudo_labels:
+            continue
+        for method, setting, over_seeds in A.smoothmix_keys(dataset, cell.train):
+            if over_seeds or cell.train["seed"] == 0:
+                models[(method, setting, cell.train["sigma"], cell.train["seed"])] += 1
+    assert set(models.values()) == {1}
+    numbers = A.load_paper_numbers()
+    table = numbers[numbers["paper"].str.startswith("jeong2021") & (numbers["dataset"] == dataset)]
+    wanted = {(r.method, r.setting, float(r.sigma)) for r in table.itertuples()}
+    assert wanted <= {(m, s, sigma) for m, s, sigma, _ in models}
+    if dataset == "mnist":  # Tables 4-5: five seeds of every model
+        seeds = Counter((m, s, sigma) for m, s, sigma, _ in models)
+        assert all(seeds[key] == 5 for key in wanted if not key[1].startswith("ablation"))

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import re
+import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -23,13 +25,21 @@ from rsmooth.pipeline import (
     pretrain_cells,
     shard_ranges,
 )
-from rsmooth.train_config import ATTACKS, METHODS, TrainConfig
+from rsmooth.train.methods import REGISTRY
+from rsmooth.train_config import (
+    ATTACKS,
+    METHODS,
+    OWNER,
+    PIPELINE_SET,
+    TrainConfig,
+    rewrite_schema,
+    training_schema,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 FIELDS = SCHEMA["$defs"]["training"]["properties"]
-PIPELINE_SET = {"pretrained", "pseudo_labels"}  # TrainConfig fields the pipeline sets itself
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -177,14 +187,15 @@ def test_synthetic_sizes_default_to_those_of_prepare_data():
     assert certification_set_size(config) == script_defaults["n_test"]
 
 
-# --- the schema matches TrainConfig ------------------------------------------------------------------
-
-_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "float | None": ["number", "null"]}
+# --- the schema's training section is generated from the method registry ------------------------------
 
 
-def test_training_fields_are_train_config_fields_minus_the_pipeline_set_ones():
+def test_the_schema_file_holds_the_training_fields_generated_from_the_registry():
+    # `python -m rsmooth.train_config` rewrites the block; a registry change without it fails here.
+    text = SCHEMA_PATH.read_text()
+    assert rewrite_schema(text) == text
     expected = [name for name in TRAIN_FIELDS if name not in PIPELINE_SET]
-    assert list(FIELDS) == expected
+    assert list(FIELDS) == expected == list(training_schema())
     grid = SCHEMA["$defs"]["training_grid"]["properties"]
     assert list(grid) == expected
     for name, entry in grid.items():
@@ -192,15 +203,20 @@ def test_training_fields_are_train_config_fields_minus_the_pipeline_set_ones():
 
 
 def test_training_field_types_and_choices_match_train_config():
+    hints = typing.get_type_hints(TrainConfig)
+    json_types = {int: "integer", float: "number", bool: "boolean", str: "string"}
     for field in fields(TrainConfig):
         if field.name in PIPELINE_SET:
             continue
         schema = FIELDS[field.name]
-        if field.type == "str":
-            assert "enum" in schema or schema["type"] == "string", field.name
-        else:
-            assert schema["type"] == _JSON_TYPES[field.type], field.name
-    assert FIELDS["method"]["enum"] == list(METHODS)
+        if "enum" in schema:
+            continue
+        kinds = [k for k in typing.get_args(hints[field.name]) or (hints[field.name],) if k is not type(None)]
+        expected = [json_types[k] for k in kinds] + (
+            ["null"] if type(None) in typing.get_args(hints[field.name]) else []
+        )
+        assert schema["type"] == (expected[0] if len(expected) == 1 else expected), field.name
+    assert FIELDS["method"]["enum"] == list(METHODS) == list(REGISTRY)
     assert FIELDS["attack"]["enum"] == list(ATTACKS)
     # tinyimages only supplies pseudo-labels: TrainConfig.validate refuses to train on it.
     assert FIELDS["dataset"]["enum"] == [d for d in DATASETS if d != "tinyimages"]
@@ -208,9 +224,15 @@ def test_training_field_types_and_choices_match_train_config():
         TrainConfig(dataset="tinyimages").validate()
 
 
+def _inside_for(name: str) -> dict[str, Any]:
+    """A config in which option ``name`` is checked: its own method for an exclusive option."""
+    return {"method": OWNER.get(name, "standard")}
+
+
 def _bounds(schema: dict[str, Any]):
     """(value at the bound, value past it) for each bound of a numeric field."""
-    step = 1 if schema["type"] == "integer" else 0.01
+    kind = schema["type"] if isinstance(schema["type"], str) else schema["type"][0]
+    step = 1 if kind == "integer" else 0.01
     if "minimum" in schema:
         yield schema["minimum"], schema["minimum"] - step
     if "exclusiveMinimum" in schema:
@@ -219,7 +241,10 @@ def _bounds(schema: dict[str, Any]):
         yield None, schema["exclusiveMaximum"]
 
 
-@pytest.mark.parametrize("name", [n for n, s in FIELDS.items() if s.get("type") in ("integer", "number")])
+_NUMERIC = [n for n, s in FIELDS.items() if {"integer", "number"} & set(np.atleast_1d(s.get("type", [])))]
+
+
+@pytest.mark.parametrize("name", _NUMERIC)
 def test_numeric_bounds_are_those_of_train_config_validate(name):
     schema = FIELDS[name]
     bounds = list(_bounds(schema))
@@ -227,9 +252,9 @@ def test_numeric_bounds_are_those_of_train_config_validate(name):
     for inside, outside in bounds:
         # method "standard": no noise, so sigma 0 is allowed and no other rule gets in the way.
         if inside is not None:
-            TrainConfig(method="standard", **{name: inside}).validate()
+            TrainConfig(**_inside_for(name), **{name: inside}).validate()
         with pytest.raises(ValueError, match=name):
-            TrainConfig(method="standard", **{name: outside}).validate()
+            TrainConfig(**_inside_for(name), **{name: outside}).validate()
 
 
 def test_arch_pattern_accepts_every_registered_architecture():
@@ -285,8 +310,8 @@ def _drop(path: str):
 
 BROKEN = {
     "unknown method in a grid": (
-        _set("experiments.cohen.grid.method", ["macer"]),
-        ["'macer' is not one of", *(repr(m) for m in METHODS)],
+        _set("experiments.cohen.grid.method", ["cutmix"]),
+        ["'cutmix' is not one of", *(repr(m) for m in METHODS)],
         "['experiments']['cohen']['grid']['method'][0]",
     ),
     "negative sigma": (
@@ -435,7 +460,8 @@ PIPELINE_REJECTS = {
     ),
     "several noise draws for a single-draw method": (
         _set("experiments.cohen.grid.num_noise_vec", [2]),
-        "num_noise_vec (m) > 1 applies to methods smoothadv and smoothmix only, not 'gaussian'",
+        f"num_noise_vec (m) > 1 applies to methods "
+        f"{', '.join(n for n, c in REGISTRY.items() if c.noise_draws)} only, not 'gaussian'",
     ),
 }
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from rsmooth.train import TrainConfig
 from rsmooth.train import methods as methods_module
-from rsmooth.train.methods import MethodStep, smoothmix_mix_loss, smoothmix_mixup, warmup_factor
+from rsmooth.train.methods import REGISTRY, MethodStep, smoothmix_mix_loss, smoothmix_mixup, warmup_factor
 
 
 def test_warmup_is_linear_from_the_first_epoch():
@@ -109,3 +109,113 @@ def test_smoothadv_trains_on_the_noise_its_attack_used(monkeypatch, multi_noise)
     for (x_adv, _), chunk in zip(seen, x.tensor_split(2), strict=True):
         moved = (x_adv - chunk).flatten(1).norm(dim=1)
         assert (moved > 0.1).all() and (moved <= 0.5 + 1e-5).all()  # attacked within eps
+
+
+# -- every registered method: learns, resumes bit for bit, evaluates with its own attacker ------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    from rsmooth.data.synthetic import write_synthetic_mnist
+
+    root = tmp_path_factory.mktemp("mnist")
+    write_synthetic_mnist(root, n_train=32, n_test=8, seed=0)
+    return root
+
+
+def lenet(method: str, **overrides) -> TrainConfig:
+    """LeNet on a 32-image MNIST stand-in: 4 batches of 8 per epoch, the method's own defaults otherwise."""
+    cls = REGISTRY[method]
+    values = dict(
+        dataset="mnist", arch="lenet", method=method, sigma=0.0 if cls.noise_free else 0.25, epochs=3,
+        batch_size=8, lr=0.05, lr_step_size=0, workers=0, test_subset=8, warmup=1, steps=2, eps=0.25,
+    )  # fmt: skip
+    if cls.chunked or (cls.noise_draws and REGISTRY[method].defaults.get("num_noise_vec", 1) == 1):
+        values["num_noise_vec"] = 2
+    values.update(overrides)
+    return TrainConfig(**values).validate()
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method", list(REGISTRY))
+def test_every_method_lowers_the_loss_and_resumes_bit_for_bit(tmp_path, mnist_root, monkeypatch, method):
+    import pandas as pd
+
+    from rsmooth.models import load_checkpoint
+    from rsmooth.train import loop, train
+
+    config = lenet(method)
+    reference = train(config, tmp_path / "full.pt", data_root=mnist_root, progress=False)
+    log = pd.read_csv(tmp_path / "full.pt.log.tsv", sep="\t")
+    assert log.train_loss.iloc[-1] < log.train_loss.iloc[0], log.train_loss.tolist()
+    assert log.test_acc_adv.isna().all() == (not REGISTRY[method].attacking)
+
+    real_call = loop.MethodStep.__call__
+    calls = {"n": 0}
+
+    def dying(self, x, y, weight=1.0):
+        calls["n"] += 1
+        if calls["n"] == 6:  # mid-way through epoch 2
+            raise Killed
+        return real_call(self, x, y, weight)
+
+    monkeypatch.setattr(loop.MethodStep, "__call__", dying)
+    with pytest.raises(Killed):
+        train(config, tmp_path / "resumed.pt", data_root=mnist_root, progress=False)
+    monkeypatch.setattr(loop.MethodStep, "__call__", real_call)
+    resumed = train(config, tmp_path / "resumed.pt", data_root=mnist_root, progress=False)
+    expected, got = load_checkpoint(reference)[0].state_dict(), load_checkpoint(resumed)[0].state_dict()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_adversarial_evaluation_uses_the_training_attacker(monkeypatch):
+    """test_acc_adv of a DDN run attacks with DDN, as the reference's test() with its training attacker."""
+    from rsmooth.train.loop import evaluate
+
+    used = []
+    real_ddn = methods_module.attacks.smoothadv_ddn
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["eps"])
+        return real_ddn(*args, **kwargs)
+
+    monkeypatch.setattr(methods_module.attacks, "smoothadv_ddn", spy)
+    torch.manual_seed(0)
+    model = Recorder().eval()
+    data = torch.utils.data.TensorDataset(torch.rand(6, 3, 2, 2), torch.randint(0, 3, (6,)))
+    config = TrainConfig(
+        method="smoothadv", attack="ddn", sigma=0.25, eps=0.5, steps=2, batch_size=6, workers=0
+    )
+    evaluate(model, data, config, 0.25, torch.device("cpu"))
+    assert used == [0.25]  # the epoch's (warmed-up) eps, given by the loop
+
+
+@pytest.mark.parametrize(("maxnorm_s", "expected"), [(None, 0.5 * 1 * 0.5), (0.3, 0.3 * 0.5)])
+def test_smoothmix_one_step_bound_is_alpha_times_mix_step_or_the_explicit_maxnorm_s(
+    monkeypatch, maxnorm_s, expected
+):
+    bounds = []
+    real = methods_module.attacks.smoothmix_pgd
+
+    def spy(*args, **kwargs):
+        bounds.append(kwargs["maxnorm_s"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(methods_module.attacks, "smoothmix_pgd", spy)
+    config = TrainConfig(
+        method="smoothmix", sigma=0.25, num_noise_vec=2, batch_size=4, steps=2, mix_step=1,
+        smoothmix_alpha=0.5, smoothmix_maxnorm_s=maxnorm_s, warmup=2,
+    ).validate()  # fmt: skip
+    model = Recorder()
+    step = MethodStep(
+        config, model, torch.optim.SGD(model.parameters(), lr=0.1), torch.amp.GradScaler("cuda", enabled=False),
+        autocast=contextlib.nullcontext,
+    )  # fmt: skip
+    step.set_epoch(0)  # warm-up factor 1/2
+    step(torch.rand(4, 3, 2, 2), torch.randint(0, 3, (4,)))
+    assert bounds == [pytest.approx(expected)] * 2
+    assert config.decay_offset == 1  # the official train.py decays one epoch late

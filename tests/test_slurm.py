@@ -81,7 +81,7 @@ def test_demo_preset_runs_through_the_slurm_profile(cluster, tmp_path):
     output, seconds = run_snakemake("--configfile", "config/demo.yaml", workdir=tmp_path)
     submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: [^)]*/rule_(\w+?)/", output)
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
-    assert counts.get("train") == 8 and counts.get("certify_shard") == 18 and counts.get("pretrain") == 1
+    assert counts.get("train") == 11 and counts.get("certify_shard") == 24 and counts.get("pretrain") == 1
     assert counts.get("attack_shard") == 12  # the demo's empirical study: GPU jobs too
     for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "merge_attack", "choose_attack_targets", "empirical"):  # fmt: skip
         assert light not in counts, f"{light} should run on the submitting host"

@@ -21,8 +21,10 @@ from rsmooth.models import get_architecture, load_checkpoint, save_checkpoint
 from rsmooth.train import LOG_COLUMNS, TrainConfig, loop, train
 from rsmooth.train.batches import plan_epoch, rank_slice
 from rsmooth.train.loop import Distributed
+from rsmooth.train.methods import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
+NOISE_DRAWS = [name for name, cls in REGISTRY.items() if cls.noise_draws]  # methods with m > 1
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +52,13 @@ def tiny(**overrides) -> TrainConfig:
     [
         ({"sigma": -0.1}, "sigma must be a non-negative number, got -0.1"),
         ({"eps": -1.0}, "eps must be a non-negative number, got -1.0"),
-        ({"method": "macer"}, "unknown method 'macer'; allowed: standard, gaussian, smoothadv"),
+        ({"method": "cutmix"}, "unknown method 'cutmix'; allowed: standard, gaussian, smoothadv"),
         ({"attack": "fgsm"}, "unknown attack 'fgsm'; allowed: pgd, ddn, pgd_stein"),
         (
             {"method": "smoothadv", "num_noise_vec": 3, "batch_size": 256},
             "num_noise_vec (m) must divide batch_size",
         ),
-        ({"method": "gaussian", "num_noise_vec": 2}, "applies to methods smoothadv and smoothmix only"),
+        ({"method": "gaussian", "num_noise_vec": 2}, f"applies to methods {', '.join(NOISE_DRAWS)} only"),
         ({"method": "smoothadv", "attack": "pgd_stein"}, "needs num_noise_vec >= 2"),
         ({"method": "gaussian", "sigma": 0.0}, "sigma must be > 0"),
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
@@ -177,15 +179,26 @@ def test_each_method_lowers_the_training_loss(tmp_path, data_root, overrides):
     assert not (tmp_path / "model.pt.resume").exists()
 
 
-def test_step_decay_schedule(tmp_path, data_root):
+@pytest.mark.parametrize(
+    ("overrides", "lrs"),
+    [
+        # Cohen's and Salman's scripts: scheduler.step(epoch) before the epoch, decays at epochs 2, 4.
+        ({"method": "gaussian"}, [0.1, 0.1, 0.01, 0.01, 0.001]),
+        # The SmoothMix repository's scripts step it after the epoch: every decay one epoch late.
+        ({"method": "gaussian", "lr_decay_offset": 1}, [0.1, 0.1, 0.1, 0.01, 0.01]),
+        ({"method": "stability"}, [0.1, 0.1, 0.1, 0.01, 0.01]),
+    ],
+    ids=["on-time", "late", "stability-default"],
+)
+def test_step_decay_schedule(tmp_path, data_root, overrides, lrs):
     train(
-        tiny(method="gaussian", epochs=5, lr=0.1, lr_step_size=2),
+        tiny(epochs=5, lr=0.1, lr_step_size=2, **overrides),
         tmp_path / "m.pt",
         data_root=data_root,
         progress=False,
     )
     log = pd.read_csv(tmp_path / "m.pt.log.tsv", sep="\t")
-    assert np.allclose(log.lr, [0.1, 0.1, 0.01, 0.01, 0.001])
+    assert np.allclose(log.lr, lrs)
 
 
 # -- exact resumption --------------------------------------------------------------------------------------

@@ -76,13 +76,15 @@ def test_paper_config_plans_every_job_of_the_grid():
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     counts = job_counts(snakemake("-n", "--quiet", "rules"))
     assert counts == {**expected_paper_counts(config), "total": sum(expected_paper_counts(config).values())}
-    assert counts["train"] == 891 and counts["certify_shard"] == 9030  # the paper's grid, spelled out
+    # The paper's grid, spelled out: SmoothAdv's 891 models, SmoothMix's 3 complementary cells and the
+    # 9 baseline models of SmoothMix's Table 6.
+    assert counts["train"] == 903 and counts["certify_shard"] == 9150
 
 
 def test_slurm_profile_dry_run_submits_gpu_rules_and_keeps_light_rules_local():
     output = snakemake("-n", "--profile", "slurm", "--configfile", "config/demo.yaml")
     counts = job_counts(output)
-    assert counts["train"] == 8 and counts["certify_shard"] == 18
+    assert counts["train"] == 11 and counts["certify_shard"] == 24
     profile = yaml.safe_load((ROOT / "slurm" / "profile.yaml").read_text())
     assert profile["executor"] == "slurm"
     for rule in ("train", "pretrain", "certify_shard", "attack_shard"):
@@ -194,7 +196,7 @@ def _same_without_time(a: str, b: str) -> bool:
 
 def test_invalid_config_is_rejected_before_any_job(tmp_path):
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
-    config["experiments"]["cohen"]["grid"]["method"] = ["macer"]
+    config["experiments"]["cohen"]["grid"]["method"] = ["cutmix"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -202,7 +204,7 @@ def test_invalid_config_is_rejected_before_any_job(tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "macer" in result.stdout + result.stderr
+    assert "cutmix" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
 
 

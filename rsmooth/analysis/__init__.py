@@ -48,6 +48,8 @@ from rsmooth.analysis.paper import (
     scorecard,
     scorecard_summary,
     scorecard_table,
+    seed_summary,
+    smoothmix_keys,
 )
 from rsmooth.analysis.provenance import collect_provenance, config_hash, write_provenance_sidecar
 from rsmooth.analysis.tables import (
@@ -114,6 +116,8 @@ __all__ = [
     "scorecard",
     "scorecard_summary",
     "scorecard_table",
+    "seed_summary",
+    "smoothmix_keys",
     "to_csv",
     "to_html",
     "to_latex",

@@ -140,7 +140,8 @@ def scorecard(
     Returns ``paper, table, row, column, <key columns>, paper_value, run_value, difference, status`` with
     ``difference = run_value - paper_value`` and ``status`` one of ``"not run"`` (the run has no value for
     the key), ``"match"`` (within ``tolerance``; by default half the paper's printed precision, i.e. equal
-    after rounding) or ``"differs"``. ``run_values`` needs the key columns and ``value``; a key that occurs
+    after rounding) or ``"differs"``; ``paper_std``, ``run_std`` (a ``std`` column of ``run_values``: the
+    spread over seeds) and ``std_status``, the same comparison of the spreads where both exist. ``run_values`` needs the key columns and ``value``; a key that occurs
     twice in it is an error, since the cell it belongs to would be ambiguous.
     """
     paper = _keyed(paper_numbers, "paper_numbers")
@@ -152,8 +153,13 @@ def scorecard(
             f"run_values holds {len(duplicated)} rows with a repeated key, e.g. "
             + ", ".join(f"{c}={first[c]!r}" for c in KEY_COLUMNS)
         )
-    run = run[[*KEY_COLUMNS, "value"]].rename(columns={"value": "run_value"})
+    has_std = "std" in run.columns
+    run = run[[*KEY_COLUMNS, "value", *(["std"] if has_std else [])]].rename(
+        columns={"value": "run_value", "std": "run_std"}
+    )
     run["run_value"] = pd.to_numeric(run["run_value"]).astype(float)
+    if not has_std:
+        run["run_std"] = np.nan
     merged = paper.merge(run, on=list(KEY_COLUMNS), how="left")
     merged = merged.rename(columns={"value": "paper_value"})
     merged["difference"] = merged["run_value"] - merged["paper_value"]
@@ -165,6 +171,14 @@ def scorecard(
     # The small slack absorbs the float error of e.g. 0.605 - 0.61 against a limit of 0.005.
     close = merged["difference"].abs() <= limit + 1e-9
     merged["status"] = np.where(merged["run_value"].isna(), NOT_RUN, np.where(close, MATCH, DIFFERS))
+    # Where the paper prints a spread over seeds, the run's spread is compared with it the same way.
+    paper_std = merged["std"] if "std" in merged else pd.Series(np.nan, index=merged.index)
+    merged["paper_std"] = paper_std.astype(float)
+    merged["run_std"] = merged["run_std"].astype(float)
+    std_close = (merged["run_std"] - merged["paper_std"]).abs() <= limit + 1e-9
+    merged["std_status"] = np.where(
+        merged["paper_std"].isna() | merged["run_std"].isna(), "", np.where(std_close, MATCH, DIFFERS)
+    )
     columns = [
         "paper",
         "table",
@@ -175,6 +189,9 @@ def scorecard(
         "run_value",
         "difference",
         "status",
+        "paper_std",
+        "run_std",
+        "std_status",
     ]
     return merged[[c for c in columns if c in merged.columns]]
 
@@ -205,15 +222,30 @@ def scorecard_table(card: pd.DataFrame, *, caption: str = "Scorecard", percent: 
             return f"{value * 100:+.1f}" if signed else f"{value * 100:.1f}"
         return f"{value:+.3f}" if signed else f"{value:.3f}"
 
+    def spread(values: str, stds: str) -> list[str]:
+        # "mean ± std" where the paper prints a spread over seeds (and the run has one).
+        if "paper_std" not in card:
+            return [show(v, m) for v, m in zip(card[values], card["metric"], strict=True)]
+        return [
+            show(v, m) + ("" if pd.isna(sd) or pd.isna(v) else f" ± {show(sd, m)}")
+            for v, sd, m in zip(card[values], card[stds], card["metric"], strict=True)
+        ]
+
+    with_spread = "paper_std" in card and card["paper_std"].notna()
+    run_std = card["run_std"].where(with_spread) if "run_std" in card else None
+    card = card.assign(run_std=run_std) if run_std is not None else card
     rows = {
         "paper": card["paper"],
         "table": card["table"],
         "row": card["row"],
         "column": card["column"],
-        "paper value": [show(v, m) for v, m in zip(card["paper_value"], card["metric"], strict=True)],
-        "this run": [show(v, m) for v, m in zip(card["run_value"], card["metric"], strict=True)],
+        "paper value": spread("paper_value", "paper_std"),
+        "this run": spread("run_value", "run_std"),
         "difference": [show(v, m, True) for v, m in zip(card["difference"], card["metric"], strict=True)],
         "status": card["status"],
+        **(
+            {"spread": card["std_status"]} if "std_status" in card and card["std_status"].ne("").any() else {}
+        ),
     }
     values = pd.DataFrame(rows).set_index("paper")
     values.index.name = "paper"
@@ -297,6 +329,91 @@ def linf_cells(
     return _cells(dataset, method, setting, None, items)
 
 
+# ------------------------------------------------------------------- SmoothMix's tables: models and seeds
+
+# The SmoothAdv model that SmoothMix's tables compare with (appendix C.2: T = 10, eps = 1.0, m = 4 on MNIST
+# and 8 on CIFAR-10; on ImageNet the T = 1 PGD models of config/imagenet_smoothmix.yaml).
+_SMOOTHMIX_SMOOTHADV = {
+    "mnist": lambda t: (t["steps"], t["eps"], t["num_noise_vec"]) == (10, 1.0, 4),
+    "cifar10": lambda t: (t["steps"], t["eps"], t["num_noise_vec"], t["multi_noise"]) == (10, 1.0, 8, True),
+    "imagenet": lambda t: (t["steps"], t["num_noise_vec"], t["eps"]) == (1, 1, 2 * t["sigma"]),
+}
+
+
+# SmoothMix's MNIST models (EXPERIMENTS.MD): m 4, alpha 1.0 and T by (sigma, eta).
+_MNIST_SMOOTHMIX_STEPS = {
+    (0.25, 1.0): 3,
+    (0.25, 5.0): 2,
+    (0.5, 1.0): 4,
+    (0.5, 5.0): 4,
+    (1.0, 1.0): 8,
+    (1.0, 5.0): 8,
+}
+
+
+def smoothmix_keys(dataset: str, train: dict) -> list[tuple[str, str, bool]]:
+    """``(method, setting, over_seeds)`` under which SmoothMix's tables hold a model trained from scratch
+    with ``train`` (TrainConfig values) on ``dataset``; ``over_seeds``: the table reports the mean and
+    standard deviation over seeds of this model (MNIST Tables 4-5), else the seed-0 model (the ablations).
+
+    Gaussian, Stability, MACER and Consistency rows are one model per sigma (setting ""); SmoothMix's are
+    ``eta=<eta>[ one-step]`` on MNIST and ``""`` / ``one-step`` elsewhere (``mix_step`` 1 is the one-step
+    adversary); the MNIST ablations at sigma 1.0 vary one value around alpha 1, T 8, m 4, eta 1, mix_step 0.
+    """
+    method = train["method"]
+    mnist = dataset == "mnist"
+    if method in ("gaussian", "stability", "macer") or (
+        method == "consistency" and not train["adv_training"]
+    ):
+        return [(method, "", mnist)]
+    if method == "smoothadv":
+        chosen = _SMOOTHMIX_SMOOTHADV.get(dataset)
+        ok = train["attack"] == "pgd" and chosen is not None and chosen(train)
+        return [("smoothadv", "", mnist)] if ok else []
+    if method != "smoothmix":
+        return []
+    one_step = " one-step" if train["mix_step"] else ""
+    if not mnist:
+        return [("smoothmix", one_step.strip(), False)]
+    alpha, steps, m = train["smoothmix_alpha"], train["steps"], train["num_noise_vec"]
+    eta, bound = train["smoothmix_eta"], train["smoothmix_maxnorm"]
+    keys = []
+    if (alpha, m, bound) == (1.0, 4, None) and _MNIST_SMOOTHMIX_STEPS.get((train["sigma"], eta)) == steps:
+        keys.append(("smoothmix", f"eta={eta:g}{one_step}", True))
+    if train["sigma"] != 1.0 or train["mix_step"] or train["seed"] != 0:
+        return keys
+    centre = {
+        "alpha": alpha == 1.0,
+        "steps": steps == 8,
+        "m": m == 4,
+        "eta": eta == 1.0,
+        "bound": bound is None,
+    }
+
+    def others(*free: str) -> bool:
+        return all(ok for name, ok in centre.items() if name not in free)
+
+    if others("eta"):
+        keys.append(("smoothmix", f"ablation eta={eta:g}", False))
+    if others("alpha", "steps") and alpha * steps == 8:
+        keys.append(("smoothmix", f"ablation alpha={alpha:g} T={steps}", False))
+    if others("bound"):
+        keys.append(("smoothmix", f"ablation eps={'inf' if bound is None else format(bound, 'g')}", False))
+    if others("m"):
+        keys.append(("smoothmix", f"ablation m={m}", False))
+    return keys
+
+
+def seed_summary(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Run values of the same model trained with several seeds (one frame per seed, same keys): ``value``
+    the mean and ``std`` the standard deviation over seeds (numpy's, ddof 0; 0 for a single seed)."""
+    stacked = pd.concat(frames, ignore_index=True)
+    keys = list(KEY_COLUMNS)
+    grouped = stacked.groupby(keys, sort=False, dropna=False)["value"]
+    out = grouped.agg(value="mean", std=lambda v: float(np.std(v.to_numpy(dtype=float)))).reset_index()
+    return out[[*keys, "value", "std"]]
+
+
 __all__ = [
     "KEY_COLUMNS",
     "METRICS",
@@ -309,4 +426,6 @@ __all__ = [
     "scorecard",
     "scorecard_summary",
     "scorecard_table",
+    "seed_summary",
+    "smoothmix_keys",
 ]

@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,6 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from rsmooth import attacks
 from rsmooth.data import get_dataset, num_classes
 from rsmooth.data.pseudolabel import load_merged_trainset
 from rsmooth.errors import ResumeFileError, describe_exception
@@ -112,7 +112,9 @@ def train(
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
-        # StepLR stepped after each epoch gives lr0 * gamma^floor(epoch / step), the reference's schedule.
+        # StepLR stepped after each epoch gives lr0 * gamma^floor(epoch / step), Cohen's and Salman's schedule;
+        # with lr_decay_offset k it is first stepped after epoch k, so every decay comes k epochs late (the
+        # SmoothMix repository's scheduler.step(epoch) after the epoch: k = 1).
         scheduler: torch.optim.lr_scheduler.LRScheduler = (
             torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
             if config.lr_step_size
@@ -143,9 +145,12 @@ def train(
             train_loss, train_acc = _train_epoch(
                 step, trained, train_set, num_labelled, config, epoch, ddp, device, progress
             )
-            scheduler.step()
+            if epoch >= config.decay_offset:
+                scheduler.step()
             if ddp.is_main:
-                test_loss, test_acc, test_adv = evaluate(model, test_set, config, step.eps, device)
+                test_loss, test_acc, test_adv = evaluate(
+                    model, test_set, config, step.eps, device, attacker=step.evaluation_attack
+                )
                 history.append(
                     dict(
                         zip(
@@ -308,11 +313,23 @@ def _train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, dataset: Dataset, config: TrainConfig, eps: float, device: torch.device
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    eps: float,
+    device: torch.device,
+    *,
+    attacker: Callable[..., torch.Tensor | None] | None = None,
 ) -> tuple[float, float, float]:
     """(loss, accuracy) of the base classifier under one noise draw per image, and the accuracy under the
-    method's attack at the current eps with a single noise draw (NaN when the method does not attack)."""
+    method's own training attack at the current eps with that noise draw (NaN when the method does not
+    attack). ``attacker(model, x, y, noise)`` is the training step's ``evaluation_attack`` (built from
+    ``config`` and ``eps`` when not given)."""
     model.eval()
+    if attacker is None and config.attacking:
+        method = MethodStep(config, model, None, None, autocast=contextlib.nullcontext)
+        method.eps = eps
+        attacker = method.evaluation_attack
     loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers)
     loss_sum, correct, adv_correct, count = 0.0, 0, 0, 0
     for x, y in loader:
@@ -323,26 +340,10 @@ def evaluate(
         correct += int((logits.argmax(1) == y).sum())
         count += len(y)
         if config.attacking:
-            x_adv = _attack_for_evaluation(model, x, y, noise, config, eps)
+            x_adv = attacker(model, x, y, noise)
             adv_correct += int((model(x_adv + noise).argmax(1) == y).sum())
     adv_acc = adv_correct / count if config.attacking else math.nan
     return loss_sum / count, correct / count, adv_acc
-
-
-def _attack_for_evaluation(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, config: TrainConfig, eps: float
-) -> torch.Tensor:
-    if config.method == "smoothmix":
-        return attacks.smoothmix_pgd(
-            model, x, y, alpha=config.smoothmix_alpha, steps=config.steps, noise=noise[:, None],
-            maxnorm=config.smoothmix_maxnorm,
-        )[1]  # fmt: skip
-    if eps == 0:
-        return x
-    if config.method in ("pgd_vanilla", "pgd_noise"):
-        return attacks.pgd_base(model, x, y, eps=eps, steps=config.steps)
-    # As the reference's test(): the single-noise PGD attack with the epoch's eps.
-    return attacks.smoothadv_pgd(model, x, y, eps=eps, steps=config.steps, noise=noise[:, None])
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
