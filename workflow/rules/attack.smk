@@ -135,7 +135,7 @@ rule empirical:
     localrule: True
     params:
         script=script("empirical.py"),
-        out=EMPIRICAL_OUT,
+        out=lambda wc, output: Path(output.accuracy).parent,
     shell:
         "python {params.script} --plan {input.plan} --config {input.config} --out {params.out} "
         "> {log} 2>&1"
