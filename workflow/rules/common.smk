@@ -208,9 +208,7 @@ def attack_plan_inputs(wildcards):
     """The attack logs, their shards (so that deleting a shard re-attacks it, as for certification) and the
     certification logs they are audited against."""
     runs = attack_runs()
-    shards = {
-        f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv" for r in runs for k in range(len(ATTACK_SHARDS))
-    }
+    shards = {f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv" for r in runs for k in range(len(ATTACK_SHARDS))}
     return sorted({r["log"] for r in runs} | shards | {r["certify_log"] for r in runs})
 
 
