@@ -1,5 +1,5 @@
-"""The pipeline on a real SLURM: a single-node cluster on loopback (scripts/local_slurm.sh), the demo
-preset through `snakemake --profile slurm`, and the faults a cluster brings: scancel, time limits.
+"""The pipeline on a real SLURM: a single-node cluster on loopback (scripts/local_slurm.sh), a cut demo
+through `snakemake --profile slurm`, and the faults a cluster brings: scancel, time limits.
 
 Needs root and Debian's packages (the script installs munge and slurm-wlm); skipped otherwise.
 """
@@ -77,17 +77,36 @@ def job_state(job: str) -> str:
     return match.group(1) if match else "UNKNOWN"
 
 
-def test_demo_preset_runs_through_the_slurm_profile(cluster, tmp_path):
-    output, seconds = run_snakemake("--configfile", "config/demo.yaml", workdir=tmp_path)
+def slurm_demo_config(tmp_path: Path) -> Path:
+    """The demo cut to what the cluster run has to show: two models (one of them attacked in training),
+    certified in two shards each, and the empirical study's checkpoint choosing which of them to attack. The
+    full demo runs once in test_workflow; through SLURM it would only repeat the same jobs more slowly."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config.pop("pretraining")
+    config["experiments"] = {k: config["experiments"][k] for k in ("cohen", "smoothadv_pgd")}
+    config["experiments"]["cohen"]["grid"]["sigma"] = [0.25]
+    config["empirical"].update(
+        envelope={"cohen": ["cohen"], "smoothadv": ["smoothadv_pgd"]},
+        eps=[0.5],
+        attacks={"plugin": {"attack": "pgd", "num_noise": [1], "n": [64]}},
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_demo_runs_through_the_slurm_profile(cluster, tmp_path):
+    config = str(slurm_demo_config(tmp_path))
+    output, seconds = run_snakemake("--configfile", config, workdir=tmp_path)
     submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: [^)]*/rule_(\w+?)/", output)
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
-    assert counts.get("train") == 11 and counts.get("certify_shard") == 24 and counts.get("pretrain") == 1
-    assert counts.get("attack_shard") == 12  # the demo's empirical study: GPU jobs too
+    assert counts == {"train": 2, "certify_shard": 4, "attack_shard": 2}, counts
     for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "merge_attack", "choose_attack_targets", "empirical"):  # fmt: skip
-        assert light not in counts, f"{light} should run on the submitting host"
+        assert f"rule {light}:" in output or f"localrule {light}:" in output, light  # ran, on this host
     assert (tmp_path / "results/analysis/scorecard.html").exists()
+    assert (tmp_path / "results/analysis/empirical/audit.html").exists()
     report = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--configfile", "config/demo.yaml", "--directory", str(tmp_path), "--report", str(tmp_path / "report.html")],
+        [sys.executable, "-m", "snakemake", "--configfile", config, "--directory", str(tmp_path), "--report", str(tmp_path / "report.html")],
         cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
