@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from rsmooth.dataset_info import DATASETS
+from rsmooth.dataset_info import DATASET_SPECS, DATASETS
 from rsmooth.train.methods import REGISTRY, Method, Option, get_method
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
@@ -128,9 +128,9 @@ class _TrainConfigBase:
         """Raise ``ValueError`` naming the first bad value and what is allowed; return self."""
         for name in ("dataset", "method", "attack"):
             OPTIONS[name].check(getattr(self, name))
-        if self.dataset == "tinyimages":
+        if not DATASET_SPECS[self.dataset].trainable:
             raise ValueError(
-                "dataset 'tinyimages' has pseudo-labels only: train on cifar10 with pseudo_labels=..."
+                f"dataset {self.dataset!r} has pseudo-labels only: train on cifar10 with pseudo_labels=..."
             )
         cls = REGISTRY[self.method]
         for name, option in OPTIONS.items():
@@ -196,8 +196,8 @@ def method_defaults(method: str) -> dict[str, Any]:
 # Set by the pipeline from an experiment's `init` / `pseudo_labels` keys, never in a config.
 PIPELINE_SET = ("pretrained", "pseudo_labels")
 _SCHEMA_OVERRIDES = {
-    # tinyimages only supplies pseudo-labels: TrainConfig.validate refuses to train on it.
-    "dataset": {"enum": [d for d in DATASETS if d != "tinyimages"]},
+    # tinyimages only supplies pseudo-labels (its spec is not `trainable`): TrainConfig.validate refuses it.
+    "dataset": {"enum": [d for d in DATASETS if DATASET_SPECS[d].trainable]},
     # rsmooth.models.ARCHITECTURES; any CIFAR ResNet depth 6n+2 is accepted there.
     "arch": {"type": "string", "pattern": "^(cifar_resnet[0-9]+|imagenet32_resnet110|resnet50|lenet)$"},
 }

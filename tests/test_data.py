@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
+import runpy
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torchvision
+from torchvision import transforms as T
 
 import rsmooth.data.cifar10 as cifar10_mod
 from rsmooth.data import (
@@ -20,6 +25,7 @@ from rsmooth.data import (
     DatasetFormatError,
     DatasetIntegrityError,
     DatasetNotFoundError,
+    build_transform,
     dataset_splits,
     download_cifar10,
     get_dataset,
@@ -33,6 +39,19 @@ from rsmooth.data import (
     write_synthetic_tinyimages,
 )
 from rsmooth.data.cifar10 import CIFAR10_ARCHIVE_MD5, CIFAR10_CLASSES, CIFAR10_FILE_MD5, CIFAR10_URL
+from rsmooth.data.mnist import MNIST_RAW_FILES
+from rsmooth.data.prepare import SyntheticSizes, expected_files, prepare_dataset
+from rsmooth.dataset_info import (
+    DATASET_SPECS,
+    INPUT_SHAPE,
+    NUM_CLASSES,
+    TEST_SET_SIZE,
+    TransformStep,
+    dataset_spec,
+)
+from rsmooth.dataset_info import DATASETS as DATASET_INFO_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 N_CIFAR_TRAIN, N_CIFAR_TEST = 103, 50  # 103: the five train batches get unequal sizes (20/21)
 N_MNIST_TRAIN, N_MNIST_TEST = 60, 30
@@ -534,3 +553,132 @@ def test_input_shape_matches_loaded_tensors(root: Path) -> None:
         split = dataset_splits(name)[-1]
         x, _ = get_dataset(name, split, root)[0]
         assert tuple(x.shape) == input_shape(name)
+
+
+# --------------------------------------------------------------------------------------------- one spec per data set
+
+
+def test_dataset_info_imports_without_torch() -> None:
+    # The Snakemake DAG reads the specs; building it must not pay for (or need) torch.
+    code = "import sys, rsmooth.dataset_info; assert not {'torch', 'torchvision'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_per_fact_tables_are_views_of_the_specs() -> None:
+    assert DATASETS == tuple(DATASET_SPECS) == DATASET_INFO_NAMES
+    for name, spec in DATASET_SPECS.items():
+        assert spec.name == name and dataset_spec(name) is spec
+        assert num_classes(name) == NUM_CLASSES[name] == spec.num_classes
+        assert input_shape(name) == INPUT_SHAPE[name] == spec.input_shape
+        assert dataset_splits(name) == spec.splits
+        assert TEST_SET_SIZE.get(name) == spec.test_set_size
+        assert REFERENCE_SUBSAMPLE_SKIP.get(name) == spec.reference_subsample_skip
+        assert all(set(f.splits) <= set(spec.splits) for f in spec.files)
+        assert all(spec.split_files(split) for split in spec.splits)  # every split reads something
+    assert TEST_SET_SIZE == {"cifar10": 10_000, "mnist": 10_000, "imagenet": 50_000, "imagenet32": 50_000}
+
+
+def test_a_spec_with_a_transform_the_builder_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"'rotate'.*random_crop"):
+        TransformStep("rotate", 10)
+
+
+@pytest.mark.parametrize(("name", "split"), [(n, s) for n in DATASET_SPECS for s in DATASET_SPECS[n].splits])
+def test_each_loader_yields_the_shape_and_classes_of_its_spec(root: Path, name: str, split: str) -> None:
+    spec = DATASET_SPECS[name]
+    ds = get_dataset(name, split, root)
+    x, y = _stack(ds, range(min(len(ds), 8)))
+    assert tuple(x.shape[1:]) == spec.input_shape
+    assert int(y.min()) >= 0 and int(y.max()) < spec.num_classes
+    # The split reads exactly the spec's files: each one, when absent, is named as missing.
+    for entry in spec.split_files(split):
+        path = root / spec.folder / entry.path
+        assert path.exists()
+        moved = path.with_name(path.name + ".away")
+        path.rename(moved)
+        try:
+            with pytest.raises(DatasetNotFoundError) as info:
+                get_dataset(name, split, root)
+            assert path in info.value.missing or str(path) in str(info.value)
+        finally:
+            moved.rename(path)
+
+
+@pytest.mark.parametrize("name", list(DATASET_SPECS))
+def test_each_data_sets_transforms_are_the_references(name: str) -> None:
+    # Written out by hand from the reference code (see rsmooth.data.transforms), not from the specs.
+    crop_flip = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    expected = {
+        "cifar10": (crop_flip, []),
+        "imagenet32": (crop_flip, []),
+        "tinyimages": ([T.Resize((32, 32)), *crop_flip], [T.Resize((32, 32))]),
+        "imagenet": (
+            [T.RandomResizedCrop(224), T.RandomHorizontalFlip()],
+            [T.Resize(256), T.CenterCrop(224)],
+        ),
+        "mnist": ([], []),
+    }[name]
+    for augment, steps in zip((True, False), expected, strict=True):
+        assert repr(build_transform(name, augment)) == repr(T.Compose([*steps, T.ToTensor()]))
+
+
+def test_cifar10_module_constants_are_the_specs() -> None:
+    spec = DATASET_SPECS["cifar10"]
+    assert {f.path: f.md5 for f in spec.files} == CIFAR10_FILE_MD5
+    assert (
+        spec.url,
+        spec.archive_md5,
+        spec.class_names,
+    ) == (CIFAR10_URL, CIFAR10_ARCHIVE_MD5, CIFAR10_CLASSES)
+
+
+@pytest.mark.parametrize("name", list(DATASET_SPECS))
+def test_prepare_writes_and_lists_the_files_of_the_spec(tmp_path: Path, name: str) -> None:
+    spec = DATASET_SPECS[name]
+    sizes = SyntheticSizes(
+        n_train=20, n_test=10, n_tinyimages=10, imagenet32_per_batch=3, imagenet32_val=4, seed=0
+    )
+    record = prepare_dataset(name, tmp_path, "synthetic", sizes)
+    listed = {Path(p) for p in record["files"]}
+    assert (
+        listed == {tmp_path / spec.folder / f.path for f in spec.files} == set(expected_files(name, tmp_path))
+    )
+    assert all(p.exists() for p in listed)
+    assert (record["dataset"], record["source"], record["root"]) == (name, "synthetic", str(tmp_path))
+    for entry in spec.files:
+        path = tmp_path / spec.folder / entry.path
+        assert record["files"][str(path)] == ("directory" if entry.folder else path.stat().st_size)
+    # ... and checking them in place ("download" of data that cannot be downloaded) accepts them as they are.
+    if not spec.downloadable:
+        assert prepare_dataset(name, tmp_path, "download") == {**record, "source": "download"}
+
+
+def test_prepare_lists_numbered_files_in_their_numeric_order(tmp_path: Path) -> None:
+    names = [p.name for p in expected_files("imagenet32", tmp_path)]
+    assert names == [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]
+
+
+@pytest.mark.parametrize("name", [n for n, s in DATASET_SPECS.items() if not s.downloadable])
+def test_prepare_of_absent_licensed_data_says_what_to_put_where(tmp_path: Path, name: str) -> None:
+    spec = DATASET_SPECS[name]
+    with pytest.raises(DatasetNotFoundError) as info:
+        prepare_dataset(name, tmp_path, "download")
+    assert str(tmp_path / spec.folder / spec.split_files(spec.splits[0])[0].path) in str(info.value)
+    assert spec.url in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prepare_data_script_writes_the_stamp_of_the_spec(tmp_path: Path) -> None:
+    script = runpy.run_path(str(ROOT / "scripts" / "prepare_data.py"))
+    stamp = tmp_path / "data" / ".ready" / "mnist.json"
+    script["main"](
+        ["mnist", str(stamp), "--root", str(tmp_path / "data"), "--source", "synthetic", "--n-train", "20"]
+    )
+    record = json.loads(stamp.read_text())
+    spec = DATASET_SPECS["mnist"]
+    assert list(record["files"]) == [
+        str(tmp_path / "data" / spec.folder / n) for n in sorted(MNIST_RAW_FILES)
+    ]
+    assert len(get_dataset("mnist", "train", tmp_path / "data")) == 20
+    with pytest.raises(ValueError, match="unknown source 'torrent'"):
+        prepare_dataset("mnist", tmp_path, "torrent")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from rsmooth.dataset_info import DATASET_SPECS
 from rsmooth.errors import UntrustedCheckpointError
 from rsmooth.models import (
     ARCHITECTURES,
@@ -18,12 +19,14 @@ from rsmooth.models import (
     NormalizeLayer,
     cifar_resnet,
     count_parameters,
+    default_num_classes,
     get_architecture,
     load_checkpoint,
     replace_classifier_head,
     resolve_normalization,
     save_checkpoint,
 )
+from rsmooth.models.normalization import dataset_normalization
 
 INPUT_SHAPES = {
     "cifar_resnet20": (3, 32, 32),
@@ -271,6 +274,37 @@ def test_registry_layers() -> None:
             assert NORMALIZATIONS[name].std is None
             if not base.is_identity:
                 assert NORMALIZATIONS[name].mean == base.mean
+
+
+def test_every_data_sets_normalization_layer_applies_its_spec_constants() -> None:
+    expected_names = {"none"}
+    for name, spec in DATASET_SPECS.items():
+        channels = spec.input_shape[0]
+        x = torch.rand(2, channels, 5, 5)
+        if spec.normalization is None:
+            assert name not in NORMALIZATIONS
+            with pytest.raises(ValueError, match=f"dataset '{name}' has no normalization"):
+                dataset_normalization(name)
+        else:
+            expected_names.add(name)
+            assert dataset_normalization(name) is NORMALIZATIONS[name]
+            mean = torch.tensor(spec.normalization.mean or [0.0] * channels).view(1, -1, 1, 1)
+            std = torch.tensor(spec.normalization.std or [1.0] * channels).view(1, -1, 1, 1)
+            torch.testing.assert_close(NORMALIZATIONS[name].layer()(x), (x - mean) / std)
+            # the layer a fresh model of this data set starts with
+            model = get_architecture("lenet" if channels == 1 else "cifar_resnet20", name)
+            torch.testing.assert_close(model[0](x), (x - mean) / std)
+        if spec.center_mean is not None:
+            expected_names.add(f"{name}_center")
+            mean = torch.tensor(spec.center_mean).view(1, -1, 1, 1)
+            torch.testing.assert_close(NORMALIZATIONS[f"{name}_center"].layer()(x), x - mean)
+    assert set(NORMALIZATIONS) == expected_names  # every name comes from a spec
+
+
+def test_each_architectures_default_head_is_the_classes_of_its_data_set() -> None:
+    made_for = {"lenet": "mnist", "resnet50": "imagenet", "imagenet32_resnet110": "imagenet32"}
+    for arch in ARCHITECTURES:
+        assert default_num_classes(arch) == DATASET_SPECS[made_for.get(arch, "cifar10")].num_classes
 
 
 def test_channel_mismatch_is_an_error() -> None:

@@ -1,7 +1,9 @@
 """Data sets of the randomized-smoothing references, their on-disk formats, and synthetic stand-ins.
 
 Everything yields ``(FloatTensor [C, H, W] in [0, 1], int label)`` with no normalisation (that is the model's first
-layer). Layouts under the data root (see each module's docstring for the file formats):
+layer). Each data set's facts (files, shape, classes, transforms) are its spec in ``rsmooth.dataset_info``; the
+modules here hold the code that reads them. Layouts under the data root (see each module's docstring for the file
+formats):
 
 - cifar10: ``<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``
 - mnist: ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``

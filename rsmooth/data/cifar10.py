@@ -26,36 +26,20 @@ from torchvision.datasets.utils import calculate_md5, download_and_extract_archi
 from rsmooth.data._pickles import load_pickle_dict, read_image_rows
 from rsmooth.data.base import ArrayImageDataset, check_label_range
 from rsmooth.data.errors import DatasetIntegrityError, DatasetNotFoundError
+from rsmooth.dataset_info import DATASET_SPECS
 
-CIFAR10_DIRNAME = "cifar-10-batches-py"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR10_TEST_FILES = ("test_batch",)
-CIFAR10_META_FILE = "batches.meta"
-# Per-file md5s of the official files (same values as torchvision.datasets.CIFAR10).
-CIFAR10_FILE_MD5 = {
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-}
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+SPEC = DATASET_SPECS["cifar10"]
+# Module-level names for the spec's facts (read when called, so that tests can substitute stand-ins).
+CIFAR10_DIRNAME = SPEC.folder
+CIFAR10_URL = SPEC.url
+CIFAR10_ARCHIVE = SPEC.archive
+CIFAR10_ARCHIVE_MD5 = SPEC.archive_md5
+CIFAR10_TRAIN_FILES = tuple(f.path for f in SPEC.split_files("train") if f.splits == ("train",))
+CIFAR10_TEST_FILES = tuple(f.path for f in SPEC.split_files("test") if f.splits == ("test",))
+CIFAR10_META_FILE = next(f.path for f in SPEC.files if len(f.splits) > 1)  # batches.meta
+CIFAR10_FILE_MD5 = SPEC.file_md5s
+CIFAR10_CLASSES = SPEC.class_names
+_HEIGHT, _WIDTH = SPEC.input_shape[1:]
 
 
 def cifar10_dir(root: str | os.PathLike) -> Path:
@@ -64,9 +48,8 @@ def cifar10_dir(root: str | os.PathLike) -> Path:
 
 
 def cifar10_files(root: str | os.PathLike, split: str) -> list[Path]:
-    """The files a split needs: its batches plus ``batches.meta``."""
-    names = CIFAR10_TRAIN_FILES if split == "train" else CIFAR10_TEST_FILES
-    return [cifar10_dir(root) / n for n in (*names, CIFAR10_META_FILE)]
+    """The files a split needs: its batches plus ``batches.meta`` (last)."""
+    return [cifar10_dir(root) / f.path for f in SPEC.split_files("train" if split == "train" else "test")]
 
 
 def _not_found(root: str | os.PathLike, missing: list[Path]) -> DatasetNotFoundError:
@@ -122,11 +105,19 @@ def verify_cifar10(root: str | os.PathLike) -> None:
             )
 
 
+def fetch_cifar10(root: str | os.PathLike) -> None:
+    """Verify the files when all are present (a corrupt copy is never used), else download them."""
+    if all(p.exists() for p in cifar10_files(root, "train") + cifar10_files(root, "test")):
+        verify_cifar10(root)
+    else:
+        download_cifar10(root)
+
+
 def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     data, labels = read_image_rows(path)
-    check_label_range(labels, 0, 9, path)
+    check_label_range(labels, 0, SPEC.num_classes - 1, path)
     # CHW-flattened rows -> [N, 32, 32, 3] for PIL.
-    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    images = data.reshape(-1, 3, _HEIGHT, _WIDTH).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels.astype(np.int64).tolist()
 
 
@@ -134,8 +125,10 @@ def load_cifar10(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> ArrayImageDataset:
     """CIFAR-10 ``split`` ("train" or "test") as an :class:`ArrayImageDataset` (``targets`` = list of labels)."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r} for dataset 'cifar10'; expected one of: train, test")
+    if split not in SPEC.splits:
+        raise ValueError(
+            f"unknown split {split!r} for dataset 'cifar10'; expected one of: {', '.join(SPEC.splits)}"
+        )
     files = cifar10_files(root, split)
     missing = [p for p in files if not p.is_file()]
     if missing and download:

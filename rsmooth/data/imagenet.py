@@ -19,15 +19,18 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+from rsmooth.dataset_info import DATASET_SPECS
 from rsmooth.errors import describe_exception
 
-IMAGENET_URL = "https://image-net.org/download-images"  # ILSVRC2012 after registration
-VALPREP_URL = "https://raw.githubusercontent.com/soumith/imagenetloader.torch/master/valprep.sh"
+SPEC = DATASET_SPECS["imagenet"]
+IMAGENET_URL = SPEC.url  # ILSVRC2012 after registration
+VALPREP_URL = SPEC.links["valprep"]
 
 
 def imagenet_dir(root: str | os.PathLike, split: str) -> Path:
     """``<root>/imagenet/train`` or ``<root>/imagenet/val`` (split "test" reads the val images)."""
-    return Path(root) / "imagenet" / ("train" if split == "train" else "val")
+    (folder,) = SPEC.split_files("train" if split == "train" else "test")
+    return Path(root) / SPEC.folder / folder.path
 
 
 def _not_found(folder: Path, reason: str) -> DatasetNotFoundError:
@@ -57,8 +60,10 @@ def load_imagenet(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> ImageFolder:
     """ImageNet ``split`` ("train" or "test" = val) as an ``ImageFolder``; ``download`` cannot be honoured."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r} for dataset 'imagenet'; expected one of: train, test")
+    if split not in SPEC.splits:
+        raise ValueError(
+            f"unknown split {split!r} for dataset 'imagenet'; expected one of: {', '.join(SPEC.splits)}"
+        )
     folder = imagenet_dir(root, split)
     if not folder.is_dir():
         raise _not_found(

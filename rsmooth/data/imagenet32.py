@@ -24,24 +24,24 @@ import numpy as np
 from rsmooth.data._pickles import read_image_rows
 from rsmooth.data.base import ArrayImageDataset, check_label_range
 from rsmooth.data.errors import DatasetNotFoundError
+from rsmooth.dataset_info import DATASET_SPECS
 
-IMAGENET32_NUM_CLASSES = 1000
-IMAGENET32_TRAIN_FILES = tuple(f"train_data_batch_{i}" for i in range(1, 11))
-IMAGENET32_VAL_FILE = "val_data"
-IMAGENET32_URL = "https://image-net.org/download-images"  # "Downsampled ImageNet 32x32" after registration
+SPEC = DATASET_SPECS["imagenet32"]
+IMAGENET32_NUM_CLASSES = SPEC.num_classes
+IMAGENET32_TRAIN_FILES = tuple(Path(f.path).name for f in SPEC.split_files("train"))
+IMAGENET32_VAL_FILE = Path(SPEC.split_files("test")[0].path).name
+IMAGENET32_URL = SPEC.url  # "Downsampled ImageNet 32x32" after registration
+_HEIGHT, _WIDTH = SPEC.input_shape[1:]
 
 
 def imagenet32_dir(root: str | os.PathLike) -> Path:
     """``<root>/imagenet32``."""
-    return Path(root) / "imagenet32"
+    return Path(root) / SPEC.folder
 
 
 def imagenet32_files(root: str | os.PathLike, split: str) -> list[Path]:
     """Paths of the pickles making up ``split`` ("train": 10 batches, "test": the val file)."""
-    base = imagenet32_dir(root)
-    if split == "train":
-        return [base / "Imagenet32_train" / name for name in IMAGENET32_TRAIN_FILES]
-    return [base / "Imagenet32_val" / IMAGENET32_VAL_FILE]
+    return [imagenet32_dir(root) / f.path for f in SPEC.split_files("train" if split == "train" else "test")]
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +54,10 @@ def load_imagenet32(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> ArrayImageDataset:
     """ImageNet32 ``split`` ("train" or "test" = val) with 0-based labels; ``download`` cannot be honoured."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r} for dataset 'imagenet32'; expected one of: train, test")
+    if split not in SPEC.splits:
+        raise ValueError(
+            f"unknown split {split!r} for dataset 'imagenet32'; expected one of: {', '.join(SPEC.splits)}"
+        )
     files = imagenet32_files(root, split)
     missing = [p for p in files if not p.is_file()]
     if missing:
@@ -77,11 +79,11 @@ def load_imagenet32(
     # Fill one preallocated HWC array chunk by chunk, releasing each raw chunk, so the 3.9 GB real train set
     # does not need twice its size in memory.
     total = sum(len(c) for c in chunks)
-    images = np.empty((total, 32, 32, 3), dtype=np.uint8)
+    images = np.empty((total, _HEIGHT, _WIDTH, 3), dtype=np.uint8)
     start = 0
     while chunks:
         chunk = chunks.pop(0)
-        images[start : start + len(chunk)] = chunk.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        images[start : start + len(chunk)] = chunk.reshape(-1, 3, _HEIGHT, _WIDTH).transpose(0, 2, 3, 1)
         start += len(chunk)
         del chunk
     return ArrayImageDataset(images, np.concatenate(targets).tolist(), transform=transform)

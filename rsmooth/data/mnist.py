@@ -24,18 +24,15 @@ from pathlib import Path
 from torchvision.datasets import MNIST
 
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+from rsmooth.dataset_info import DATASET_SPECS
 
-MNIST_RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+SPEC = DATASET_SPECS["mnist"]
+MNIST_RAW_FILES = tuple(f.path for f in SPEC.files)
 
 
 def mnist_raw_dir(root: str | os.PathLike) -> Path:
     """``<root>/MNIST/raw`` (torchvision names the folder after the class)."""
-    return Path(root) / "MNIST" / "raw"
+    return Path(root) / SPEC.folder
 
 
 def download_mnist(root: str | os.PathLike) -> Path:
@@ -56,8 +53,10 @@ def load_mnist(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> MNIST:
     """MNIST ``split`` ("train" or "test") as a torchvision ``MNIST`` data set."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r} for dataset 'mnist'; expected one of: train, test")
+    if split not in SPEC.splits:
+        raise ValueError(
+            f"unknown split {split!r} for dataset 'mnist'; expected one of: {', '.join(SPEC.splits)}"
+        )
     raw = mnist_raw_dir(root)
     # torchvision's MNIST needs all four files whichever split is asked for.
     missing = [raw / name for name in MNIST_RAW_FILES if not (raw / name).is_file()]

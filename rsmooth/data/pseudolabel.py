@@ -46,6 +46,7 @@ from rsmooth.data.cifar10 import cifar10_files, load_cifar10
 from rsmooth.data.errors import DatasetFormatError, DatasetIntegrityError
 from rsmooth.data.tinyimages import load_tinyimages, tinyimages_path
 from rsmooth.data.transforms import build_transform
+from rsmooth.dataset_info import DATASET_SPECS
 from rsmooth.io import atomic_open
 
 __all__ = [
@@ -68,7 +69,7 @@ LABEL_MODES: tuple[str, ...] = ("shipped", "model")
 SOURCES: tuple[str, ...] = ("cifar10", "tinyimages")  # value of the `source` column = position here
 MANIFEST_FORMAT = "rsmooth-selftraining-manifest"
 MANIFEST_VERSION = 1
-NUM_CLASSES = 10  # CIFAR-10 labels and pseudo-labels
+NUM_CLASSES = DATASET_SPECS["cifar10"].num_classes  # CIFAR-10 labels and pseudo-labels
 
 _ARRAYS: dict[str, np.dtype] = {
     "source": np.dtype(np.uint8),

@@ -27,8 +27,15 @@ import numpy as np
 from PIL import Image
 
 from rsmooth.data._pickles import dump_py2_pickle
-from rsmooth.data.cifar10 import CIFAR10_CLASSES, CIFAR10_TEST_FILES, CIFAR10_TRAIN_FILES, cifar10_dir
-from rsmooth.data.imagenet32 import IMAGENET32_NUM_CLASSES, imagenet32_files
+from rsmooth.data.cifar10 import (
+    CIFAR10_CLASSES,
+    CIFAR10_META_FILE,
+    CIFAR10_TEST_FILES,
+    CIFAR10_TRAIN_FILES,
+    cifar10_dir,
+)
+from rsmooth.data.imagenet import imagenet_dir
+from rsmooth.data.imagenet32 import IMAGENET32_NUM_CLASSES, imagenet32_dir, imagenet32_files
 from rsmooth.data.mnist import mnist_raw_dir
 from rsmooth.data.tinyimages import tinyimages_path
 from rsmooth.io import atomic_open
@@ -205,7 +212,7 @@ def write_synthetic_cifar10(
         b"label_names": [c.encode() for c in CIFAR10_CLASSES],
         b"num_vis": 3072,
     }
-    with atomic_open(folder / "batches.meta", "wb") as handle:
+    with atomic_open(folder / CIFAR10_META_FILE, "wb") as handle:
         dump_py2_pickle(meta, handle)
     return folder
 
@@ -262,7 +269,7 @@ def write_synthetic_imagenet32(
     entry = {"data": val_rows, "labels": [int(v) + 1 for v in val_labels]}
     with atomic_open(imagenet32_files(root, "test")[0], "wb") as handle:
         pickle.dump(entry, handle, protocol=4)
-    return Path(root) / "imagenet32"
+    return imagenet32_dir(root)
 
 
 def write_synthetic_tinyimages(
@@ -318,9 +325,8 @@ def write_synthetic_imagenet(
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     height, width = (size, size) if isinstance(size, int) else size
     rng = _rng(seed, "imagenet")
-    base = Path(root) / "imagenet"
     val_index = 0
-    for split, per_class in (("train", n_per_class), ("val", n_val_per_class)):
+    for split, per_class in (("train", n_per_class), ("test", n_val_per_class)):
         labels = np.repeat(np.arange(num_classes), per_class)
         images = render_rgb(labels, height, width, rng, num_classes)
         counters = np.zeros(num_classes, dtype=np.int64)
@@ -332,6 +338,6 @@ def write_synthetic_imagenet(
                 val_index += 1
                 name = f"ILSVRC2012_val_{val_index:08d}.JPEG"
             counters[label] += 1
-            with atomic_open(base / split / wnid / name, "wb") as handle:
+            with atomic_open(imagenet_dir(root, split) / wnid / name, "wb") as handle:
                 Image.fromarray(image).save(handle, format="JPEG", quality=95)
-    return base
+    return imagenet_dir(root, "train").parent

@@ -21,24 +21,29 @@ import numpy as np
 from rsmooth.data._pickles import load_pickle_dict, require_keys
 from rsmooth.data.base import ArrayImageDataset, check_label_range
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
+from rsmooth.dataset_info import DATASET_SPECS
 
-TINYIMAGES_FILE = "ti_500K_pseudo_labeled.pickle"
-TINYIMAGES_URL = "https://drive.google.com/open?id=1LTw3Sb5QoiCCN-6Y5PEKkq9C9W60w-Hi"
-TINYIMAGES_REPO = "https://github.com/yaircarmon/semisup-adv"
-TINYIMAGES_NUM_CLASSES = 10
+SPEC = DATASET_SPECS["tinyimages"]
+(_FILE,) = SPEC.files
+TINYIMAGES_FILE = _FILE.path
+TINYIMAGES_URL = SPEC.url
+TINYIMAGES_REPO = SPEC.links["repository"]
+TINYIMAGES_NUM_CLASSES = SPEC.num_classes
 
 
 def tinyimages_path(root: str | os.PathLike) -> Path:
     """``<root>/tinyimages/ti_500K_pseudo_labeled.pickle``."""
-    return Path(root) / "tinyimages" / TINYIMAGES_FILE
+    return Path(root) / SPEC.folder / TINYIMAGES_FILE
 
 
 def load_tinyimages(
     root: str | os.PathLike, split: str = "train", transform: Callable | None = None, download: bool = False
 ) -> ArrayImageDataset:
     """The pseudo-labelled TinyImages (``targets`` = the pseudo-labels); ``download`` cannot be honoured."""
-    if split != "train":
-        raise ValueError(f"unknown split {split!r} for dataset 'tinyimages'; expected one of: train")
+    if split not in SPEC.splits:
+        raise ValueError(
+            f"unknown split {split!r} for dataset 'tinyimages'; expected one of: {', '.join(SPEC.splits)}"
+        )
     path = tinyimages_path(root)
     if not path.is_file():
         raise DatasetNotFoundError(

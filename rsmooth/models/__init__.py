@@ -16,6 +16,7 @@ from .normalization import (
     InputCenterLayer,
     Normalization,
     NormalizeLayer,
+    dataset_normalization,
     resolve_normalization,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "cifar_resnet",
     "classifier_name",
     "count_parameters",
+    "dataset_normalization",
     "default_num_classes",
     "get_architecture",
     "load_checkpoint",

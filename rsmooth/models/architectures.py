@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from rsmooth.dataset_info import DATASET_SPECS
+
 from .cifar_resnet import cifar_resnet
 from .lenet import LeNet
 from .normalization import Normalization, resolve_normalization
@@ -42,8 +44,12 @@ _CIFAR_RESNET = re.compile(r"cifar_resnet(\d+)")
 @dataclass(frozen=True)
 class _ArchSpec:
     build: Callable[[int], nn.Module]
-    num_classes: int
+    dataset: str  # the data set the architecture is made for: its spec gives the default number of classes
     head: str  # attribute name of the final Linear layer
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_SPECS[self.dataset].num_classes
 
 
 def _resnet50(num_classes: int) -> nn.Module:
@@ -61,11 +67,11 @@ def _spec(arch: str) -> _ArchSpec:
         raise ValueError(f"architecture must be a string, got {arch!r}; allowed: {_allowed()}")
     if arch == "imagenet32_resnet110":
         # Salman et al.: the CIFAR ResNet-110 with a 1000-way head, for 32x32 downsampled ImageNet.
-        return _ArchSpec(lambda k: cifar_resnet(110, k), 1000, "fc")
+        return _ArchSpec(lambda k: cifar_resnet(110, k), "imagenet32", "fc")
     if arch == "resnet50":
-        return _ArchSpec(_resnet50, 1000, "fc")
+        return _ArchSpec(_resnet50, "imagenet", "fc")
     if arch == "lenet":
-        return _ArchSpec(lambda k: LeNet(num_classes=k), 10, "fc2")
+        return _ArchSpec(lambda k: LeNet(num_classes=k), "mnist", "fc2")
     match = _CIFAR_RESNET.fullmatch(arch)
     if match:
         depth = int(match.group(1))
@@ -74,7 +80,7 @@ def _spec(arch: str) -> _ArchSpec:
                 f"unknown architecture {arch!r}: CIFAR ResNet depth must be 6n+2 with n >= 1 "
                 f"(e.g. 20, 56, 110), got {depth}; allowed: {_allowed()}"
             )
-        return _ArchSpec(lambda k: cifar_resnet(depth, k), 10, "fc")
+        return _ArchSpec(lambda k: cifar_resnet(depth, k), "cifar10", "fc")
     raise ValueError(f"unknown architecture {arch!r}; allowed: {_allowed()}")
 
 

@@ -18,11 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsmooth.dataset_info import DATASET_SPECS, dataset_spec
+
 __all__ = [
     "NORMALIZATIONS",
     "InputCenterLayer",
     "Normalization",
     "NormalizeLayer",
+    "dataset_normalization",
     "resolve_normalization",
 ]
 
@@ -133,27 +136,30 @@ class Normalization:
         return NormalizeLayer(self.mean, self.std)
 
 
-_CIFAR10 = Normalization(mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
-_IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-_IDENTITY = Normalization(mean=())
-# SmoothMix (jh-jeong/smoothmix, code/datasets.py `get_normalize_layer`) returns `torch.nn.Identity()` for MNIST:
-# the LeNet sees raw [0, 1] pixels. So `mnist` is the identity. `mnist_center` has no reference counterpart; it
-# uses the usual MNIST training-set mean 0.1307 (PyTorch MNIST example) and exists only for symmetry.
-_MNIST_MEAN = (0.1307,)
-
-NORMALIZATIONS: dict[str, Normalization] = {
-    "cifar10": _CIFAR10,
-    "cifar10_center": Normalization(mean=_CIFAR10.mean),
-    "imagenet": _IMAGENET,
-    "imagenet_center": Normalization(mean=_IMAGENET.mean),
-    # Salman et al. reuse the CIFAR-10 statistics for ImageNet32 (SmoothAdv code/datasets.py).
-    "imagenet32": _CIFAR10,
-    "imagenet32_center": Normalization(mean=_CIFAR10.mean),
-    "mnist": _IDENTITY,
-    "mnist_center": Normalization(mean=_MNIST_MEAN),
+def _from_specs() -> dict[str, Normalization]:
+    # Every data set's spec gives its models' normalization (``<name>``) and a mean-only variant
+    # (``<name>_center``, Salman et al.'s InputCenterLayer); see rsmooth.dataset_info for the constants.
+    table: dict[str, Normalization] = {}
+    for name in sorted(DATASET_SPECS):  # alphabetical: the order the help texts list the names in
+        spec = DATASET_SPECS[name]
+        if spec.normalization is not None:
+            table[name] = Normalization(mean=spec.normalization.mean, std=spec.normalization.std)
+        if spec.center_mean is not None:
+            table[f"{name}_center"] = Normalization(mean=spec.center_mean)
     # A dedicated identity (empty mean) rather than mean 0 / std 1, so it fits any channel count.
-    "none": _IDENTITY,
-}
+    table["none"] = Normalization(mean=())
+    return table
+
+
+NORMALIZATIONS: dict[str, Normalization] = _from_specs()
+
+
+def dataset_normalization(dataset: str) -> Normalization:
+    """The normalization a model trained on ``dataset`` starts with (its spec's constants)."""
+    spec = dataset_spec(dataset)
+    if spec.normalization is None:
+        raise ValueError(f"dataset {dataset!r} has no normalization: no model is trained on it")
+    return NORMALIZATIONS[spec.name]
 
 
 def resolve_normalization(spec: str | Mapping[str, Any] | Normalization) -> Normalization:
