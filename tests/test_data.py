@@ -619,7 +619,22 @@ def test_each_data_sets_transforms_are_the_references(name: str) -> None:
         "mnist": ([], []),
     }[name]
     for augment, steps in zip((True, False), expected, strict=True):
-        assert repr(build_transform(name, augment)) == repr(T.Compose([*steps, T.ToTensor()]))
+        reference = T.Compose([*steps, T.ToTensor()]) if steps else T.ToTensor()
+        assert repr(build_transform(name, augment)) == repr(reference)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_the_light_to_tensor_is_torchvisions_bit_for_bit(mode: str) -> None:
+    # Used without augmentation so that certification jobs need not import torchvision (about 2 s each).
+    from PIL import Image
+
+    from rsmooth.data.transforms import ToTensor
+
+    pixels = np.random.default_rng(0).integers(0, 256, (7, 5, 3 if mode == "RGB" else 1), dtype=np.uint8)
+    image = Image.fromarray(pixels.squeeze(-1) if mode == "L" else pixels, mode=mode)
+    ours, theirs = ToTensor()(image), T.ToTensor()(image)
+    assert ours.shape == theirs.shape == (pixels.shape[2], 7, 5) and ours.dtype == theirs.dtype
+    assert torch.equal(ours, theirs)
 
 
 def test_cifar10_module_constants_are_the_specs() -> None:

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from torchvision.datasets.utils import calculate_md5, download_and_extract_archive
 
 from rsmooth.data._pickles import load_pickle_dict, read_image_rows
 from rsmooth.data.base import ArrayImageDataset, check_label_range
@@ -40,6 +39,20 @@ CIFAR10_META_FILE = next(f.path for f in SPEC.files if len(f.splits) > 1)  # bat
 CIFAR10_FILE_MD5 = SPEC.file_md5s
 CIFAR10_CLASSES = SPEC.class_names
 _HEIGHT, _WIDTH = SPEC.input_shape[1:]
+
+
+# torchvision's downloader and md5, imported on first use: importing torchvision takes about 2 s, and the
+# certification and attack jobs, which only read the files, start one process each.
+def download_and_extract_archive(*args, **kwargs):
+    from torchvision.datasets.utils import download_and_extract_archive as download
+
+    return download(*args, **kwargs)
+
+
+def calculate_md5(path: str) -> str:
+    from torchvision.datasets.utils import calculate_md5 as md5
+
+    return md5(path)
 
 
 def cifar10_dir(root: str | os.PathLike) -> Path:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
-from torchvision.datasets import ImageFolder
 
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
 from rsmooth.dataset_info import DATASET_SPECS
 from rsmooth.errors import describe_exception
+
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 SPEC = DATASET_SPECS["imagenet"]
 IMAGENET_URL = SPEC.url  # ILSVRC2012 after registration
@@ -70,6 +73,8 @@ def load_imagenet(
             folder, "folder not found" + (" (download=True is not possible)" if download else "")
         )
     try:
+        from torchvision.datasets import ImageFolder  # imported lazily: it takes about 2 s
+
         return ImageFolder(str(folder), transform=transform, loader=load_image)
     except FileNotFoundError as exc:  # no class folders, or class folders without images
         raise _not_found(folder, f"folder has no usable class sub-folders ({exc})") from exc

@@ -21,13 +21,20 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from torchvision.datasets import MNIST
+from torch.utils.data import Dataset
 
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
 from rsmooth.dataset_info import DATASET_SPECS
 
 SPEC = DATASET_SPECS["mnist"]
 MNIST_RAW_FILES = tuple(f.path for f in SPEC.files)
+
+
+def _mnist_class():
+    """torchvision's ``MNIST``, imported on first use (importing torchvision takes about 2 s)."""
+    from torchvision.datasets import MNIST
+
+    return MNIST
 
 
 def mnist_raw_dir(root: str | os.PathLike) -> Path:
@@ -42,7 +49,7 @@ def download_mnist(root: str | os.PathLike) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = mnist_raw_dir(root)
     with tempfile.TemporaryDirectory(prefix=".mnist-download-", dir=root) as tmp:
-        MNIST(tmp, train=False, download=True)
+        _mnist_class()(tmp, train=False, download=True)
         final.mkdir(parents=True, exist_ok=True)
         for name in MNIST_RAW_FILES:
             os.replace(mnist_raw_dir(tmp) / name, final / name)
@@ -51,7 +58,7 @@ def download_mnist(root: str | os.PathLike) -> Path:
 
 def load_mnist(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
-) -> MNIST:
+) -> Dataset:
     """MNIST ``split`` ("train" or "test") as a torchvision ``MNIST`` data set."""
     if split not in SPEC.splits:
         raise ValueError(
@@ -65,6 +72,7 @@ def load_mnist(
         missing = [raw / name for name in MNIST_RAW_FILES if not (raw / name).is_file()]
     if missing:
         lines = "\n".join(f"  {p}" for p in missing)
+        MNIST = _mnist_class()
         mirrors = " or ".join(MNIST.mirrors)
         raise DatasetNotFoundError(
             f"MNIST files not found:\n{lines}\n"
@@ -74,7 +82,7 @@ def load_mnist(
         )
     for name in MNIST_RAW_FILES:
         check_idx_file(raw / name)
-    return MNIST(str(root), train=split == "train", transform=transform, download=False)
+    return _mnist_class()(str(root), train=split == "train", transform=transform, download=False)
 
 
 def check_idx_file(path: Path) -> None:

@@ -17,24 +17,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from torchvision import transforms as T
+import numpy as np
+import torch
 
 from rsmooth.dataset_info import TransformStep, dataset_spec
 
 TransformFn = Callable[..., object]
 
 _BUILDERS: dict[str, Callable[[TransformStep], TransformFn]] = {
-    "resize": lambda s: T.Resize(s.size),
-    "center_crop": lambda s: T.CenterCrop(s.size),
-    "random_crop": lambda s: T.RandomCrop(s.size, padding=s.padding),
-    "random_resized_crop": lambda s: T.RandomResizedCrop(s.size),
-    "horizontal_flip": lambda s: T.RandomHorizontalFlip(),
+    "resize": lambda T, s: T.Resize(s.size),
+    "center_crop": lambda T, s: T.CenterCrop(s.size),
+    "random_crop": lambda T, s: T.RandomCrop(s.size, padding=s.padding),
+    "random_resized_crop": lambda T, s: T.RandomResizedCrop(s.size),
+    "horizontal_flip": lambda T, s: T.RandomHorizontalFlip(),
 }
 
 
+class ToTensor:
+    """torchvision's ``ToTensor`` for 8-bit PIL images (modes ``L`` and ``RGB``: every loader's), the same
+    values bit for bit, without importing torchvision: that import takes about 2 s, and every certification
+    and attack job, whose test images need nothing else, starts a process."""
+
+    def __call__(self, pic) -> torch.Tensor:
+        if pic.mode not in ("L", "RGB"):
+            from torchvision.transforms import functional
+
+            return functional.to_tensor(pic)
+        array = np.array(pic, dtype=np.uint8, copy=True)
+        image = torch.from_numpy(array).view(pic.size[1], pic.size[0], len(pic.getbands()))
+        return image.permute((2, 0, 1)).contiguous().to(dtype=torch.get_default_dtype()).div(255)
+
+    def __repr__(self) -> str:
+        return "ToTensor()"
+
+
 def compose(steps: Sequence[TransformStep]) -> TransformFn:
-    """``Compose([*steps, ToTensor()])`` with each step's torchvision transform."""
-    return T.Compose([*(_BUILDERS[s.op](s) for s in steps), T.ToTensor()])
+    """``Compose([*steps, ToTensor()])`` with each step's torchvision transform; ``ToTensor()`` alone when
+    there are no steps."""
+    if not steps:
+        return ToTensor()
+    from torchvision import transforms as T
+
+    return T.Compose([*(_BUILDERS[s.op](T, s) for s in steps), T.ToTensor()])
 
 
 def build_transform(name: str, augment: bool) -> TransformFn:
