@@ -1,17 +1,16 @@
 """Aggregation and analysis of CERTIFY logs: metrics, the papers' tables and figures, the published numbers
 with a scorecard against them, and provenance.
 
-- ``logs``: reading logs (``read_certify_log``).
+- ``rsmooth.logformat``: reading logs (``read_certify_log``, ``read_attack_log``), re-exported here.
 - ``metrics``: certified accuracy, ACR, abstention rate, l2/l-inf conversion, Cohen et al.'s
   high-probability bound, the envelope (``best_per_radius``).
 - ``grids``: the papers' radius grids, input dimensions and l-inf radii.
 - ``tables``: table builders and CSV / Markdown / LaTeX / HTML renderers.
-- ``figures``: certified-accuracy curves, envelopes, ablations.
+- ``figures``: certified-accuracy curves, envelopes, ablations (matplotlib, imported on first use).
 - ``paper``: the papers' numbers (package data) and the scorecard.
 - ``provenance``: configuration hash, code and package versions, seeds.
 """
 
-from rsmooth.analysis.figures import plot_ablation, plot_certified_accuracy, plot_envelopes
 from rsmooth.analysis.grids import (
     COHEN_TABLE_RADII,
     INPUT_DIM,
@@ -22,7 +21,6 @@ from rsmooth.analysis.grids import (
     TABLE_RADII,
     radius_grid,
 )
-from rsmooth.analysis.logs import parse_duration, read_certify_log
 from rsmooth.analysis.metrics import (
     abstention_rate,
     accuracy_grid,
@@ -68,6 +66,7 @@ from rsmooth.analysis.tables import (
     to_markdown,
     write_table,
 )
+from rsmooth.logformat import parse_duration, read_attack_log, read_certify_log
 
 __all__ = [
     "COHEN_TABLE_RADII",
@@ -111,6 +110,7 @@ __all__ = [
     "plot_envelopes",
     "procedure_caption",
     "radius_grid",
+    "read_attack_log",
     "read_certify_log",
     "representative_models",
     "scorecard",
@@ -125,3 +125,14 @@ __all__ = [
     "write_provenance_sidecar",
     "write_table",
 ]
+
+# The figures need matplotlib: imported when first asked for, so that the table jobs start without it.
+_FIGURES = ("plot_ablation", "plot_certified_accuracy", "plot_envelopes")
+
+
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from rsmooth.analysis import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,9 +28,9 @@ from matplotlib.figure import Figure
 
 from rsmooth.analysis.empirical import audit_summary, certificate_audit, empirical_accuracy
 from rsmooth.analysis.figures import _save, plot_certified_and_empirical
-from rsmooth.analysis.logs import read_attack_log, read_certify_log
 from rsmooth.analysis.metrics import certified_accuracy
 from rsmooth.io import atomic_open
+from rsmooth.logformat import read_attack_log, read_certify_log
 
 FIGURES = ("m_test", "n", "estimator", "groups")
 
