@@ -734,13 +734,13 @@ def test_every_smoothmix_table_cell_of_a_dataset_has_exactly_one_model_per_seed_
 
     import yaml
 
-    from rsmooth.pipeline import model_cells
+    from rsmooth.pipeline import grid_models
 
     root = Path(__file__).resolve().parents[1]
-    cells = model_cells(yaml.safe_load((root / "config" / preset).read_text()))
+    cells = grid_models(yaml.safe_load((root / "config" / preset).read_text()))
     models = Counter()
     for cell in cells.values():
-        if cell.pretrain or cell.pseudo_labels:
+        if cell.pretrain or cell.self_training:
             continue
         for method, setting, over_seeds in A.smoothmix_keys(dataset, cell.train):
             if over_seeds or cell.train["seed"] == 0:
