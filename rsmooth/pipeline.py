@@ -28,7 +28,7 @@ DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
 
 @dataclass
 class GridModel:
-    """One model of the grid."""
+    """One model of the grid: its training values, the experiments asking for it, the sigmas to certify it at."""
 
     id: str
     train: dict[str, Any]  # TrainConfig fields (without the input paths)
@@ -36,6 +36,11 @@ class GridModel:
     certify_sigmas: list[float] = field(default_factory=list)
     pretrain: str | None = None  # id of the pre-training model to fine-tune
     self_training: bool = False  # the experiment sets `pseudo_labels: true`
+
+    @property
+    def from_scratch(self) -> bool:
+        """Neither fine-tuned from a pre-trained model nor self-trained."""
+        return not self.pretrain and not self.self_training
 
 
 def format_value(value: Any) -> str:

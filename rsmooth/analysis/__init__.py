@@ -8,6 +8,7 @@ with a scorecard against them, and provenance.
 - ``tables``: table builders and CSV / Markdown / LaTeX / HTML renderers.
 - ``figures``: certified-accuracy curves, envelopes, ablations (matplotlib, imported on first use).
 - ``paper``: the papers' numbers (package data) and the scorecard.
+- ``results``: a run's grid description, which paper row each model stands for, and the report's tables.
 - ``provenance``: configuration hash, code and package versions, seeds.
 """
 
@@ -50,6 +51,21 @@ from rsmooth.analysis.paper import (
     smoothmix_keys,
 )
 from rsmooth.analysis.provenance import collect_provenance, config_hash, write_provenance_sidecar
+from rsmooth.analysis.results import (
+    TABLES as RESULT_TABLES,
+)
+from rsmooth.analysis.results import (
+    Certification,
+    GridModel,
+    by_group,
+    by_sigma,
+    certification_frame,
+    method_group,
+    paper_values,
+    read_grid,
+    result_tables,
+    write_results,
+)
 from rsmooth.analysis.tables import (
     NO_ACR,
     Table,
@@ -77,7 +93,11 @@ __all__ = [
     "PAPER_LINF_L2_RADIUS",
     "PLOT_MAX_RADIUS",
     "PLOT_STEP",
+    "RESULT_TABLES",
+    "RUN_FIGURES",
     "TABLE_RADII",
+    "Certification",
+    "GridModel",
     "Table",
     "abstention_rate",
     "abstention_table",
@@ -86,6 +106,9 @@ __all__ = [
     "acr_table",
     "average_certified_radius",
     "best_per_radius",
+    "by_group",
+    "by_sigma",
+    "certification_frame",
     "certified_accuracy",
     "clean_accuracy",
     "collect_provenance",
@@ -100,9 +123,11 @@ __all__ = [
     "linf_to_l2",
     "load_paper_numbers",
     "load_paper_tables",
+    "method_group",
     "model_cells",
     "model_setting",
     "model_table",
+    "paper_values",
     "parse_duration",
     "per_sigma_envelope_table",
     "plot_ablation",
@@ -112,7 +137,9 @@ __all__ = [
     "radius_grid",
     "read_attack_log",
     "read_certify_log",
+    "read_grid",
     "representative_models",
+    "result_tables",
     "scorecard",
     "scorecard_summary",
     "scorecard_table",
@@ -122,12 +149,14 @@ __all__ = [
     "to_html",
     "to_latex",
     "to_markdown",
+    "write_figures",
     "write_provenance_sidecar",
+    "write_results",
     "write_table",
 ]
 
 # The figures need matplotlib: imported when first asked for, so that the table jobs start without it.
-_FIGURES = ("plot_ablation", "plot_certified_accuracy", "plot_envelopes")
+_FIGURES = ("RUN_FIGURES", "plot_ablation", "plot_certified_accuracy", "plot_envelopes", "write_figures")
 
 
 def __getattr__(name: str):

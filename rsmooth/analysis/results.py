@@ -68,7 +68,7 @@ from rsmooth.analysis.tables import (
 )
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
-from rsmooth.pipeline import format_value
+from rsmooth.pipeline import GridModel, format_value
 from rsmooth.train.methods import get_method
 
 TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
@@ -84,23 +84,9 @@ _PAPER_GROUPS = {
 
 
 @dataclass(frozen=True)
-class GridModel:
-    """One trained model of the grid, as the grid description records it."""
-
-    id: str
-    train: Mapping[str, Any]
-    experiments: tuple[str, ...] = ()
-    pretrain: str | None = None
-    self_training: bool = False
-
-    @property
-    def from_scratch(self) -> bool:
-        return not self.pretrain and not self.self_training
-
-
-@dataclass(frozen=True)
 class Certification:
-    """One model smoothed at one sigma, and its certification log."""
+    """One model of the grid (:class:`rsmooth.pipeline.GridModel`) smoothed at one sigma, and its
+    certification log."""
 
     model: GridModel
     sigma: float
@@ -117,9 +103,9 @@ def read_grid(grid: Mapping[str, Any]) -> list[Certification]:
         model_id: GridModel(
             model_id,
             entry["train"],
-            tuple(entry["experiments"]),
-            entry.get("pretrain"),
-            bool(entry.get("self_training", False)),
+            list(entry["experiments"]),
+            pretrain=entry.get("pretrain"),
+            self_training=bool(entry.get("self_training", False)),
         )
         for model_id, entry in grid["models"].items()
     }
