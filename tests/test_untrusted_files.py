@@ -439,7 +439,10 @@ def test_all_readers_are_covered():
 
 @pytest.fixture
 def certify_script(monkeypatch):
-    """scripts/certify.py with its data loader replaced by one that records every call."""
+    """scripts/certify.py with its data loader (read through rsmooth.cli) replaced by one that records every
+    call."""
+    import rsmooth.cli
+
     module = _script("certify")
     touched: list[tuple] = []
 
@@ -447,7 +450,7 @@ def certify_script(monkeypatch):
         touched.append(args)
         raise AssertionError("data was read")
 
-    monkeypatch.setattr(module, "get_dataset", get_dataset)
+    monkeypatch.setattr(rsmooth.cli, "get_dataset", get_dataset)
     module.touched = touched
     return module
 
