@@ -2,7 +2,9 @@
 
 Both take a checkpoint, a data set, a sigma, the sample counts and a selection of indices; both check every
 value before any work (ranges at argument parsing, the checkpoint against ``--dataset`` and ``--sigma``
-before any data is read) and end a bad input with ``prog: error: message`` and exit status 2.
+before any data is read) and end a bad input with ``prog: error: message`` and exit status 2. Both record
+the same settings (:func:`log_meta`) in their partial log, so that a resume with another model, data set or
+device is refused.
 """
 
 from __future__ import annotations
@@ -12,13 +14,21 @@ import hashlib
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from rsmooth.data import DATASETS, num_classes
+from rsmooth import __version__
+from rsmooth.certification import select_indices
+from rsmooth.data import DATASETS, get_dataset, num_classes
 from rsmooth.errors import FileFormatError
 from rsmooth.models import NORMALIZATIONS, load_checkpoint
 from rsmooth.models.architectures import classifier_name, default_num_classes
+from rsmooth.pipeline import DEFAULT_ANALYSIS_RADII
+from rsmooth.sequential import DEFAULT_TEST, TESTS, check_radii
+from rsmooth.smoothing import Smooth
+
+PROCEDURES = ("cohen", "sequential")
 
 
 def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +126,71 @@ def load_model(args: argparse.Namespace, prog: str) -> tuple[torch.nn.Module, di
             stacklevel=2,
         )
     return model, checkpoint, classes
+
+
+def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
+    """``scripts/certify.py``'s own options: the procedure and, for the sequential one, its radius grid."""
+    parser.add_argument("--N0", type=int, default=100, help="selection samples")
+    parser.add_argument(
+        "--procedure", default="cohen", choices=PROCEDURES, help="cohen: CERTIFY (default); sequential"
+    )
+    parser.add_argument(
+        "--radii", type=float, nargs="+", default=None, help="sequential: the radius grid (default 0 to 2.25)"
+    )
+    parser.add_argument(
+        "--test", default=DEFAULT_TEST, choices=TESTS, help="sequential: the anytime-valid test"
+    )
+    parser.add_argument(
+        "--select-class",
+        action="store_true",
+        help="sequential: select the class with N0 draws, not the label",
+    )
+
+
+def check_certify_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The options above together (``--radii`` becomes the checked grid), then the shared ones."""
+    if args.procedure == "cohen" and (args.radii is not None or args.select_class):
+        parser.error("--radii and --select-class apply only to --procedure sequential")
+    if args.procedure == "sequential":
+        try:
+            args.radii = check_radii(DEFAULT_ANALYSIS_RADII if args.radii is None else args.radii).tolist()
+        except ValueError as error:
+            parser.error(f"--radii: {error}")
+    check_model_and_data_arguments(parser, args)
+
+
+def load_smoothed(args: argparse.Namespace, prog: str) -> tuple[Smooth, Any, list[int]]:
+    """The smoothed classifier, the data set and the indices selected by ``--skip --max --start --stop``;
+    the checkpoint is checked first (:func:`load_model`), so a wrong or untrusted file fails before any data
+    is read."""
+    model, _, classes = load_model(args, prog)
+    dataset = get_dataset(args.dataset, args.split, args.data_root, augment=False)
+    smooth = Smooth(model.to(args.device), classes, args.sigma, amp=args.amp)
+    indices = select_indices(
+        len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop
+    )
+    return smooth, dataset, indices
+
+
+def log_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """What a partial log records besides the procedure's settings: the model, the data and the device."""
+    return {
+        "checkpoint_sha256": file_sha256(args.checkpoint),
+        "dataset": args.dataset,
+        "split": args.split,
+        "device": torch.device(args.device).type,
+        "amp": args.amp,
+        "rsmooth": __version__,
+    }
+
+
+def log_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments every log writer takes from the shared options."""
+    return {
+        "partial_path": args.partial,
+        "meta": log_meta(args),
+        "progress": False if args.no_progress else None,
+    }
 
 
 def file_sha256(path: Path) -> str:

@@ -19,7 +19,6 @@ and ``gamma = 1 - (3 / 510 / eps) ** (1 / steps)``.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from rsmooth import attacks
-from rsmooth.certification import ATTACK_HEADER, PartialLog
-from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
+from rsmooth.logformat import ATTACK_HEADER, format_attack_row, write_log
+from rsmooth.smoothing import Smooth, image_seed
 
 ATTACKS = ("pgd", "ddn", "pgd_stein")
 DDN_INIT_NORM = 1.0  # predict.py: --init-norm-DDN 256, divided by 256
@@ -148,12 +146,6 @@ def _attack_chunk(
     return attacks.smoothadv_pgd(model, x, y, eps=eps, steps=steps, noise=noise)
 
 
-def format_attack_row(idx: int, label: int, prediction: int, base_prediction: int, seconds: float) -> str:
-    """One attack-log line: ``correct`` is 1 when PREDICT returns the label (an abstention is not correct)."""
-    correct = int(prediction == label and prediction != ABSTAIN)
-    return f"{idx}\t{label}\t{prediction}\t{base_prediction}\t{correct}\t{seconds:.4f}\n"
-
-
 def attack_dataset(
     smooth: Smooth,
     dataset: torch.utils.data.Dataset,
@@ -182,8 +174,6 @@ def attack_dataset(
     and the attack's (``images_per_call * num_noise`` copies at most per pass where possible).
     """
     check_attack(attack, eps=eps, steps=steps, num_noise=num_noise, base_attack=base_attack)
-    outfile = Path(outfile)
-    partial_path = Path(partial_path) if partial_path else outfile.with_name(outfile.name + ".partial")
     settings = {
         "procedure": "attack",
         "attack": attack,
@@ -197,16 +187,9 @@ def attack_dataset(
         "seed": seed,
         "sigma": smooth.sigma,
     }
-    log = PartialLog(partial_path, {**(meta or {}), **settings}, header=ATTACK_HEADER)
-    todo = [i for i in indices if i not in log.rows]
-    if log.rows:
-        print(f"resuming from {partial_path}: {len(log.rows)} of {len(indices)} images done", file=sys.stderr)
     model, device = smooth.base_classifier, smooth.device
-    bar = tqdm(
-        total=len(indices), initial=len(indices) - len(todo), unit="img", disable=None if progress is None else not progress
-    )  # fmt: skip
-    for start in range(0, len(todo), images_per_call):
-        chunk = todo[start : start + images_per_call]
+
+    def rows(chunk: list[int]) -> list[tuple[int, str]]:
         images, labels = zip(*(dataset[i] for i in chunk), strict=True)
         xs = torch.stack(images).to(device)
         ys = torch.as_tensor([int(label) for label in labels], device=device)
@@ -225,15 +208,12 @@ def attack_dataset(
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - began) / len(chunk)
-        log.append(
-            [
-                (i, format_attack_row(i, int(label), prediction, base_prediction, seconds))
-                for i, label, prediction, base_prediction in zip(
-                    chunk, labels, predictions, base, strict=True
-                )
-            ]
-        )
-        bar.update(len(chunk))
-    bar.close()
-    log.finalize(outfile, indices)
-    return outfile
+        return [
+            (i, format_attack_row(i, int(label), prediction, base_prediction, seconds))
+            for i, label, prediction, base_prediction in zip(chunk, labels, predictions, base, strict=True)
+        ]
+
+    return write_log(
+        outfile, indices, rows, settings={**(meta or {}), **settings}, header=ATTACK_HEADER,
+        images_per_call=images_per_call, partial_path=partial_path, progress=progress,
+    )  # fmt: skip

@@ -1,6 +1,7 @@
-"""The experiment grid of the Snakemake pipeline: config -> model cells, pre-training cells, shards.
+"""The experiment grid of the Snakemake pipeline: config -> grid models, pre-training models, shards.
 
-Importable without torch, so that building the DAG of the full paper grid stays fast. A *cell* is one model
+Importable without torch, so that building the DAG of the full paper grid stays fast. A *grid model*
+(:class:`GridModel`) is one model
 to train; its id names every hyper-parameter that differs from the config's ``training`` defaults (plus
 ``init-imagenet32`` / ``selftrain`` markers), so identical models requested by two experiments are trained
 once, and a result path says what it holds.
@@ -26,15 +27,20 @@ DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
 
 
 @dataclass
-class Cell:
-    """One model of the grid."""
+class GridModel:
+    """One model of the grid: its training values, the experiments asking for it, the sigmas to certify it at."""
 
     id: str
     train: dict[str, Any]  # TrainConfig fields (without the input paths)
     experiments: list[str] = field(default_factory=list)
     certify_sigmas: list[float] = field(default_factory=list)
-    pretrain: str | None = None  # id of the pre-training cell to fine-tune
-    pseudo_labels: bool = False
+    pretrain: str | None = None  # id of the pre-training model to fine-tune
+    self_training: bool = False  # the experiment sets `pseudo_labels: true`
+
+    @property
+    def from_scratch(self) -> bool:
+        """Neither fine-tuned from a pre-trained model nor self-trained."""
+        return not self.pretrain and not self.self_training
 
 
 def format_value(value: Any) -> str:
@@ -53,7 +59,7 @@ def _short(name: str) -> str:
     return OPTIONS[name].short or name
 
 
-def cell_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str, ...] = ()) -> str:
+def model_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str, ...] = ()) -> str:
     """A readable, canonical id: markers, the method (and attack), its identifying hyper-parameters, then
     ``key-value`` for every other value that differs from ``defaults`` (in TrainConfig field order; a field
     that ``defaults`` does not set is compared with the method's own default). The method's class
@@ -81,7 +87,7 @@ def cell_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[str
     return "_".join(parts)
 
 
-def _experiment_cells(name: str, experiment: dict[str, Any]) -> list[dict[str, Any]]:
+def _experiment_values(name: str, experiment: dict[str, Any]) -> list[dict[str, Any]]:
     fixed = dict(experiment.get("set", {}))
     if "grid" in experiment:
         keys = list(experiment["grid"])
@@ -89,7 +95,7 @@ def _experiment_cells(name: str, experiment: dict[str, Any]) -> list[dict[str, A
             {**fixed, **dict(zip(keys, combo, strict=True))}
             for combo in itertools.product(*(experiment["grid"][k] for k in keys))
         ]
-    return [{**fixed, **cell} for cell in experiment.get("cells", [])]
+    return [{**fixed, **values} for values in experiment.get("cells", [])]
 
 
 def _check_train_keys(where: str, values: dict[str, Any]) -> None:
@@ -101,32 +107,32 @@ def _check_train_keys(where: str, values: dict[str, Any]) -> None:
             raise ValueError(f"{where}: set {name!r} through the experiment's init / pseudo_labels keys")
 
 
-def pretrain_cells(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Pre-training cell id -> TrainConfig values, from ``config['pretraining']``."""
+def pretrain_models(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pre-training model id -> TrainConfig values, from ``config['pretraining']``."""
     section = config.get("pretraining") or {}
     if not section.get("grid"):
         return {}
     base = {**config["training"], **section.get("training", {})}
     _check_train_keys("pretraining.training", base)
-    cells = {}
+    models = {}
     keys = list(section["grid"])
     _check_train_keys("pretraining.grid", dict.fromkeys(keys))
     for combo in itertools.product(*(section["grid"][k] for k in keys)):
         values = TrainConfig.from_dict({**base, **dict(zip(keys, combo, strict=True))}).validate().to_dict()
-        cells[cell_id(values, base)] = values
-    return cells
+        models[model_id(values, base)] = values
+    return models
 
 
-def model_cells(config: dict[str, Any]) -> dict[str, Cell]:
-    """Every model the experiments ask for, by cell id (identical requests share one cell)."""
+def grid_models(config: dict[str, Any]) -> dict[str, GridModel]:
+    """Every model the experiments ask for, by model id (identical requests share one model)."""
     defaults = dict(config["training"])
     _check_train_keys("training", defaults)
-    pretrains = pretrain_cells(config)
-    cells: dict[str, Cell] = {}
+    pretrains = pretrain_models(config)
+    models: dict[str, GridModel] = {}
     for name, experiment in config["experiments"].items():
         init = experiment.get("init")
         pseudo = bool(experiment.get("pseudo_labels", False))
-        for overrides in _experiment_cells(name, experiment):
+        for overrides in _experiment_values(name, experiment):
             _check_train_keys(f"experiments.{name}", overrides)
             values = {**defaults, **(config.get("finetuning", {}) if init else {}), **overrides}
             if values.get("num_noise_vec", 1) == 1:
@@ -135,18 +141,18 @@ def model_cells(config: dict[str, Any]) -> dict[str, Cell]:
             pretrain = _matching_pretrain(name, values, pretrains, config) if init else None
             markers = tuple(m for m, on in ((f"init-{init}", init), ("selftrain", pseudo)) if on)
             reference = {**defaults, **(config.get("finetuning", {}) if init else {})}
-            cid = cell_id(values, reference, markers)
+            mid = model_id(values, reference, markers)
             sigmas = [float(s) for s in experiment.get("certify_sigmas", [values["sigma"]])]
             if any(not (math.isfinite(s) and s > 0) for s in sigmas):
                 raise ValueError(f"experiments.{name}: certification sigmas must be positive, got {sigmas}")
-            cell = cells.setdefault(cid, Cell(cid, values, pretrain=pretrain, pseudo_labels=pseudo))
-            cell.experiments.append(name)
-            cell.certify_sigmas = sorted(set(cell.certify_sigmas) | set(sigmas))
-    return cells
+            model = models.setdefault(mid, GridModel(mid, values, pretrain=pretrain, self_training=pseudo))
+            model.experiments.append(name)
+            model.certify_sigmas = sorted(set(model.certify_sigmas) | set(sigmas))
+    return models
 
 
 def _matching_pretrain(name: str, values: dict[str, Any], pretrains: dict[str, dict], config: dict) -> str:
-    """The pre-training cell with the fine-tuned cell's sigma and eps (appendix E.1: "the corresponding model")."""
+    """The pre-training model with the fine-tuned model's sigma and eps (appendix E.1: "the corresponding model")."""
     for pid, pvalues in pretrains.items():
         if pvalues["sigma"] == values["sigma"] and pvalues["eps"] == values["eps"]:
             return pid
@@ -247,8 +253,8 @@ def attack_settings(config: dict[str, Any]) -> dict[str, AttackSetting]:
     return settings
 
 
-def attack_groups(config: dict[str, Any], cells: dict[str, Cell]) -> dict[str, list[tuple[str, float]]]:
-    """The envelope groups: name -> the (cell, sigma) certification logs among which each eps picks the one
+def attack_groups(config: dict[str, Any], models: dict[str, GridModel]) -> dict[str, list[tuple[str, float]]]:
+    """The envelope groups: name -> the (model id, sigma) certification logs among which each eps picks the one
     with the best certified accuracy at radius eps. ``envelope: true`` is one group of every model."""
     envelope = config["empirical"].get("envelope", False)
     if not envelope:
@@ -261,23 +267,50 @@ def attack_groups(config: dict[str, Any], cells: dict[str, Cell]) -> dict[str, l
         if unknown:
             raise ValueError(f"empirical.envelope.{group}: unknown experiments {unknown}")
         groups[group] = [
-            (cell.id, sigma)
-            for cell in cells.values()
-            if set(cell.experiments) & set(experiments)
-            for sigma in cell.certify_sigmas
+            (model.id, sigma)
+            for model in models.values()
+            if set(model.experiments) & set(experiments)
+            for sigma in model.certify_sigmas
         ]
     return groups
 
 
-def explicit_attack_targets(config: dict[str, Any], cells: dict[str, Cell]) -> list[tuple[str, float]]:
-    """The (cell, sigma) pairs of `empirical.cells`, each attacked at every eps (at its certification sigmas)."""
+def explicit_attack_targets(config: dict[str, Any], models: dict[str, GridModel]) -> list[tuple[str, float]]:
+    """The (model id, sigma) pairs of `empirical.cells` (model ids), each attacked at every eps (at its
+    certification sigmas)."""
     targets = []
-    for cid in config["empirical"].get("cells", []):
-        if cid not in cells:
-            raise ValueError(f"empirical.cells: unknown cell {cid!r}; the grid has {sorted(cells)[:5]} ...")
-        targets.extend((cid, sigma) for sigma in cells[cid].certify_sigmas)
+    for mid in config["empirical"].get("cells", []):
+        if mid not in models:
+            raise ValueError(f"empirical.cells: unknown model {mid!r}; the grid has {sorted(models)[:5]} ...")
+        targets.extend((mid, sigma) for sigma in models[mid].certify_sigmas)
     return targets
 
 
-def attack_log(cell: str, sigma: float, setting: str, eps: float) -> str:
-    return f"results/attack/{cell}/sigma-{format_value(sigma)}/{setting}/eps-{format_value(eps)}.tsv"
+def certification_log(model: str, sigma: float) -> str:
+    """The merged certification log of one model at one sigma."""
+    return f"results/certify/{model}/sigma-{format_value(sigma)}.tsv"
+
+
+def attack_log(model: str, sigma: float, setting: str, eps: float) -> str:
+    return f"results/attack/{model}/sigma-{format_value(sigma)}/{setting}/eps-{format_value(eps)}.tsv"
+
+
+def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
+    """What the analysis reads of the grid (``rsmooth.analysis.results``): every model, and every
+    certification log with its model id and sigma (a number), models in grid order and sigmas ascending."""
+    return {
+        "models": {
+            m.id: {
+                "experiments": m.experiments,
+                "train": m.train,
+                "pretrain": m.pretrain,
+                "self_training": m.self_training,
+            }
+            for m in models.values()
+        },
+        "certifications": [
+            {"model": m.id, "sigma": float(s), "log": certification_log(m.id, s)}
+            for m in models.values()
+            for s in m.certify_sigmas
+        ],
+    }

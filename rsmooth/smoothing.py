@@ -31,9 +31,9 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
+from rsmooth.logformat import ABSTAIN  # -1: what PREDICT and CERTIFY return, as the logs record it
 from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, check_radii, sequential_test
 
-ABSTAIN = -1
 # Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
 # depend on the batch size or the other images.
 NOISE_BLOCK = 200

@@ -15,21 +15,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from rsmooth import __version__
-from rsmooth.certification import select_indices
-from rsmooth.cli import add_model_and_data_arguments, check_model_and_data_arguments, file_sha256, load_model
-from rsmooth.data import get_dataset
+from rsmooth import cli
 from rsmooth.empirical import ATTACKS, attack_dataset, check_attack
-from rsmooth.smoothing import Smooth
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_model_and_data_arguments(parser)
+    cli.add_model_and_data_arguments(parser)
     parser.add_argument(
         "--attack", default="pgd", choices=ATTACKS, help="the attack on the smoothed classifier"
     )
@@ -38,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-noise-vec", type=int, default=1, help="m_test: noise draws the attack uses")
     parser.add_argument("--base-attack", action="store_true", help="attack the base classifier, no noise")
     args = parser.parse_args(argv)
-    check_model_and_data_arguments(parser, args)
+    cli.check_model_and_data_arguments(parser, args)
     try:
         check_attack(
             args.attack,
@@ -57,38 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.outfile.exists():
         print(f"{args.outfile} exists and is complete; nothing to do", file=sys.stderr)
         return
-    model, _, classes = load_model(args, "attack.py")  # before any data is read
-    dataset = get_dataset(args.dataset, args.split, args.data_root, augment=False)
-    indices = select_indices(
-        len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop
-    )
-    meta = {
-        "checkpoint_sha256": file_sha256(args.checkpoint),
-        "dataset": args.dataset,
-        "split": args.split,
-        "device": torch.device(args.device).type,
-        "amp": args.amp,
-        "rsmooth": __version__,
-    }
+    smooth, dataset, indices = cli.load_smoothed(args, "attack.py")
     attack_dataset(
-        Smooth(model.to(args.device), classes, args.sigma, amp=args.amp),
-        dataset,
-        indices,
-        args.outfile,
-        attack=args.attack,
-        eps=args.eps,
-        steps=args.steps,
-        num_noise=args.num_noise_vec,
-        base_attack=args.base_attack,
-        n=args.N,
-        alpha=args.alpha,
-        batch_size=args.batch,
-        seed=args.seed,
+        smooth, dataset, indices, args.outfile, attack=args.attack, eps=args.eps, steps=args.steps,
+        num_noise=args.num_noise_vec, base_attack=args.base_attack, n=args.N, alpha=args.alpha,
+        batch_size=args.batch, seed=args.seed,
         images_per_call=args.images_per_call or max(1, args.batch // max(args.N, args.num_noise_vec)),
-        partial_path=args.partial,
-        meta=meta,
-        progress=False if args.no_progress else None,
-    )
+        **cli.log_options(args),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from rsmooth.analysis.logs import read_certify_log
 from rsmooth.analysis.metrics import best_per_radius
 from rsmooth.io import atomic_open, read_config_file
+from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import format_value
 
 

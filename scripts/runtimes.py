@@ -27,11 +27,11 @@ def collect(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benchmarks", type=Path, help="folder of benchmark TSVs, one sub-folder per rule")
     parser.add_argument("output", type=Path, help="HTML file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     jobs = collect(args.benchmarks)
     totals = jobs.groupby("rule")["seconds"].agg(["count", "sum", "mean", "max"]).reset_index()
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]

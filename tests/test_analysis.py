@@ -734,13 +734,13 @@ def test_every_smoothmix_table_cell_of_a_dataset_has_exactly_one_model_per_seed_
 
     import yaml
 
-    from rsmooth.pipeline import model_cells
+    from rsmooth.pipeline import grid_models
 
     root = Path(__file__).resolve().parents[1]
-    cells = model_cells(yaml.safe_load((root / "config" / preset).read_text()))
+    cells = grid_models(yaml.safe_load((root / "config" / preset).read_text()))
     models = Counter()
     for cell in cells.values():
-        if cell.pretrain or cell.pseudo_labels:
+        if cell.pretrain or cell.self_training:
             continue
         for method, setting, over_seeds in A.smoothmix_keys(dataset, cell.train):
             if over_seeds or cell.train["seed"] == 0:
@@ -753,3 +753,97 @@ def test_every_smoothmix_table_cell_of_a_dataset_has_exactly_one_model_per_seed_
     if dataset == "mnist":  # Tables 4-5: five seeds of every model
         seeds = Counter((m, s, sigma) for m, s, sigma, _ in models)
         assert all(seeds[key] == 5 for key in wanted if not key[1].startswith("ablation"))
+
+
+# ------------------------------------------------------------------- a run's results (rsmooth.analysis.results)
+
+
+def _train(method: str, sigma: float, **values) -> dict:
+    base = {"method": method, "attack": "pgd", "sigma": sigma, "eps": 0.25, "steps": 2, "num_noise_vec": 1}
+    return {**base, "seed": 0, "multi_noise": False, **values}
+
+
+@pytest.fixture
+def run_grid(tmp_path):
+    """Three models: Gaussian at 0.12 (certified at 0.12 and 0.125), SmoothAdv from scratch, SmoothAdv
+    fine-tuned; every log with four images."""
+    rows = [(0, 0, 0, 0.6), (1, 1, 1, 0.3), (2, 2, -1, 0.0), (3, 3, 1, 0.2)]
+    models = {
+        "gaussian_sigma-0.12": {"experiments": ["cohen"], "train": _train("gaussian", 0.12)},
+        "smoothadv-pgd": {"experiments": ["pgd"], "train": _train("smoothadv", 0.25)},
+        "init-imagenet32_smoothadv-pgd": {
+            "experiments": ["pretrained"], "train": _train("smoothadv", 0.25), "pretrain": "p", "self_training": False,
+        },
+    }  # fmt: skip
+    certifications = []
+    for model, sigma in [("gaussian_sigma-0.12", 0.12), ("gaussian_sigma-0.12", 0.125), ("smoothadv-pgd", 0.25),
+                         ("init-imagenet32_smoothadv-pgd", 0.25)]:  # fmt: skip
+        log = write_log(tmp_path / f"{model}_{sigma}.tsv", rows)
+        certifications.append({"model": model, "sigma": sigma, "log": str(log)})
+    return {"models": models, "certifications": certifications}
+
+
+def test_grid_sigmas_stay_numbers_and_names_are_exact(run_grid):
+    certifications = A.read_grid(run_grid)
+    assert [c.sigma for c in certifications] == [0.12, 0.125, 0.25, 0.25]
+    assert [c.name for c in certifications][:2] == [
+        "gaussian_sigma-0.12 @ sigma=0.12",
+        "gaussian_sigma-0.12 @ sigma=0.125",
+    ]
+    assert certifications[3].model.pretrain == "p" and not certifications[3].model.from_scratch
+    assert list(A.by_sigma(certifications)) == [0.12, 0.125, 0.25]
+
+
+def test_models_are_grouped_as_the_papers_envelope_tables():
+    model = A.GridModel("x", _train("smoothadv", 0.25))
+    assert A.method_group(model) == "smoothadv"
+    assert A.method_group(A.GridModel("x", _train("smoothadv", 0.25), pretrain="p", self_training=True)) == (
+        "smoothadv+pretraining+self-training"
+    )
+    assert A.method_group(A.GridModel("x", _train("gaussian", 0.25))) == "gaussian"
+
+
+def test_paper_values_take_per_model_rows_only_from_models_trained_from_scratch_at_their_own_sigma(run_grid):
+    values = A.paper_values(A.read_grid(run_grid), "cifar10")
+    per_model = values[values["method"] == "smoothadv_pgd"]
+    # One SmoothAdv model from scratch at its own sigma: the fine-tuned one gives envelope rows only.
+    assert set(per_model["sigma"]) == {0.25} and per_model["setting"].unique().tolist() == [
+        "T=2 m=1 eps=0.25"
+    ]
+    assert len(per_model) == len(per_model.drop_duplicates(["metric", "radius"]))
+    settings = set(values.loc[values["method"] == "smoothadv", "setting"])
+    assert {"envelope", "envelope+pretraining"} <= settings
+    gaussian = values[
+        values["method"].eq("gaussian")
+        & values["setting"].eq("envelope")
+        & values["metric"].eq("certified_accuracy")
+    ]
+    envelope = gaussian.set_index("radius")["value"]
+    assert envelope.loc[0.25] == 0.5 and envelope.loc[0.5] == 0.25  # radii 0.6 and 0.3 of four images
+
+
+def test_certification_frame_has_one_row_per_model_and_sigma(run_grid):
+    frame = A.certification_frame(A.read_grid(run_grid), [0.0, 0.5])
+    assert frame[["model", "certify sigma"]].values.tolist()[:2] == [
+        ["gaussian_sigma-0.12", 0.12],
+        ["gaussian_sigma-0.12", 0.125],
+    ]
+    assert frame["r = 0"].tolist() == [0.5] * 4 and frame["r = 0.5"].tolist() == [0.25] * 4
+    assert frame["abstention"].tolist() == [0.25] * 4 and frame["images"].tolist() == [4] * 4
+
+
+def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
+    config = {
+        "training": {"dataset": "cifar10", "seed": 0},
+        "certify": {"alpha": 0.001},
+        "analysis": {"radii": [0.0, 0.25]},
+    }
+    card, certifications = A.write_results(run_grid, config, tmp_path / "out")
+    names = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert {f"tables/{t}.{f}" for t in A.RESULT_TABLES for f in ("csv", "md", "tex", "html")} <= names
+    assert {"scorecard.csv", "scorecard.html", "cells.csv", "cells.html", "configuration.html"} <= names
+    assert (card["status"] != "not run").any() and len(certifications) == 4
+    assert "σ = 0.125" in (tmp_path / "out/tables/envelope_per_sigma.md").read_text()
+    written = A.write_figures(certifications, tmp_path / "figures", max_radius=2.25, provenance={"x": 1})
+    assert [p.stem for p in written] == list(A.RUN_FIGURES)
+    assert all(p.stat().st_size > 1000 for p in written)

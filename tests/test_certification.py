@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rsmooth.certification import CERTIFY_HEADER, certify_dataset, format_row, select_indices
+from rsmooth.certification import certify_dataset, select_indices
+from rsmooth.logformat import CERTIFY_HEADER, format_row
 from rsmooth.smoothing import Smooth
 
 

@@ -21,8 +21,8 @@ from rsmooth.dataset_info import DATASETS
 from rsmooth.pipeline import (
     TRAIN_FIELDS,
     certification_set_size,
-    model_cells,
-    pretrain_cells,
+    grid_models,
+    pretrain_models,
     shard_ranges,
 )
 from rsmooth.train.methods import REGISTRY
@@ -113,25 +113,25 @@ def test_the_presets_are_found():
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_preset_validates_and_expands(path):
     config = validated(load(path))
-    cells = model_cells(config)
+    cells = grid_models(config)
     assert cells
     # Every experiment contributes at least one cell, and every cell is certified at least once.
     assert {name for cell in cells.values() for name in cell.experiments} == set(config["experiments"])
     assert all(cell.certify_sigmas for cell in cells.values())
     if any(cell.pretrain for cell in cells.values()):
-        assert {cell.pretrain for cell in cells.values() if cell.pretrain} <= set(pretrain_cells(config))
+        assert {cell.pretrain for cell in cells.values() if cell.pretrain} <= set(pretrain_models(config))
     shards = shard_ranges(certification_set_size(config), config["certify"]["shards"])
     assert len(shards) == config["certify"]["shards"]
 
 
 def test_the_base_config_of_these_tests_is_valid():
-    cells = model_cells(validated(copy.deepcopy(BASE)))
+    cells = grid_models(validated(copy.deepcopy(BASE)))
     assert len(cells) == 2 + 2 + 2 + 1
 
 
 def test_imagenet_preset_is_the_table_6_grid():
     config = validated(load(ROOT / "config" / "imagenet.yaml"))
-    cells = model_cells(config)
+    cells = grid_models(config)
     methods = [(c.train["method"], c.train["attack"], c.train["steps"]) for c in cells.values()]
     assert methods.count(("gaussian", "pgd", 10)) == 3  # attack and steps are unused by gaussian
     assert methods.count(("smoothadv", "pgd", 1)) == 12
@@ -471,7 +471,7 @@ def test_pipeline_rejects_what_the_schema_cannot(case):
     edit, message = PIPELINE_REJECTS[case]
     config = validated(broken(edit))  # the schema has nothing against it
     with pytest.raises(ValueError) as info:
-        model_cells(config)
+        grid_models(config)
     assert message in str(info.value)
 
 

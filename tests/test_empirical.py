@@ -25,11 +25,10 @@ from rsmooth.analysis.empirical import (
     empirical_envelope,
 )
 from rsmooth.analysis.figures import plot_certified_and_empirical
-from rsmooth.analysis.logs import read_attack_log, read_certify_log
 from rsmooth.analysis.metrics import certified_accuracy
-from rsmooth.certification import ATTACK_HEADER, PartialLog
 from rsmooth.data.synthetic import write_synthetic_cifar10
 from rsmooth.empirical import attack_seed, attack_smoothed, ddn_gamma
+from rsmooth.logformat import ATTACK_HEADER, PartialLog, read_attack_log, read_certify_log
 from rsmooth.models import get_architecture, save_checkpoint
 from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 

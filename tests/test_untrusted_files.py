@@ -22,14 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from rsmooth.analysis.logs import read_certify_log
 from rsmooth.analysis.paper import (
     PAPER_NUMBERS_COLUMNS,
     PAPER_TABLES_COLUMNS,
     load_paper_numbers,
     load_paper_tables,
 )
-from rsmooth.certification import CERTIFY_HEADER, PartialLog, format_row
 from rsmooth.data import synthetic
 from rsmooth.data.cifar10 import cifar10_files, load_cifar10
 from rsmooth.data.errors import DatasetFormatError
@@ -48,6 +46,7 @@ from rsmooth.errors import (
     UntrustedCheckpointError,
 )
 from rsmooth.io import read_config_file
+from rsmooth.logformat import CERTIFY_HEADER, PartialLog, format_row, read_certify_log
 from rsmooth.models import get_architecture, load_checkpoint, save_checkpoint
 from rsmooth.train import loop
 

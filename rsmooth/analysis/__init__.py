@@ -1,17 +1,17 @@
 """Aggregation and analysis of CERTIFY logs: metrics, the papers' tables and figures, the published numbers
 with a scorecard against them, and provenance.
 
-- ``logs``: reading logs (``read_certify_log``).
+- ``rsmooth.logformat``: reading logs (``read_certify_log``, ``read_attack_log``), re-exported here.
 - ``metrics``: certified accuracy, ACR, abstention rate, l2/l-inf conversion, Cohen et al.'s
   high-probability bound, the envelope (``best_per_radius``).
 - ``grids``: the papers' radius grids, input dimensions and l-inf radii.
 - ``tables``: table builders and CSV / Markdown / LaTeX / HTML renderers.
-- ``figures``: certified-accuracy curves, envelopes, ablations.
+- ``figures``: certified-accuracy curves, envelopes, ablations (matplotlib, imported on first use).
 - ``paper``: the papers' numbers (package data) and the scorecard.
+- ``results``: a run's grid description, which paper row each model stands for, and the report's tables.
 - ``provenance``: configuration hash, code and package versions, seeds.
 """
 
-from rsmooth.analysis.figures import plot_ablation, plot_certified_accuracy, plot_envelopes
 from rsmooth.analysis.grids import (
     COHEN_TABLE_RADII,
     INPUT_DIM,
@@ -22,7 +22,6 @@ from rsmooth.analysis.grids import (
     TABLE_RADII,
     radius_grid,
 )
-from rsmooth.analysis.logs import parse_duration, read_certify_log
 from rsmooth.analysis.metrics import (
     abstention_rate,
     accuracy_grid,
@@ -52,6 +51,21 @@ from rsmooth.analysis.paper import (
     smoothmix_keys,
 )
 from rsmooth.analysis.provenance import collect_provenance, config_hash, write_provenance_sidecar
+from rsmooth.analysis.results import (
+    TABLES as RESULT_TABLES,
+)
+from rsmooth.analysis.results import (
+    Certification,
+    GridModel,
+    by_group,
+    by_sigma,
+    certification_frame,
+    method_group,
+    paper_values,
+    read_grid,
+    result_tables,
+    write_results,
+)
 from rsmooth.analysis.tables import (
     NO_ACR,
     Table,
@@ -68,6 +82,7 @@ from rsmooth.analysis.tables import (
     to_markdown,
     write_table,
 )
+from rsmooth.logformat import parse_duration, read_attack_log, read_certify_log
 
 __all__ = [
     "COHEN_TABLE_RADII",
@@ -78,7 +93,11 @@ __all__ = [
     "PAPER_LINF_L2_RADIUS",
     "PLOT_MAX_RADIUS",
     "PLOT_STEP",
+    "RESULT_TABLES",
+    "RUN_FIGURES",
     "TABLE_RADII",
+    "Certification",
+    "GridModel",
     "Table",
     "abstention_rate",
     "abstention_table",
@@ -87,6 +106,9 @@ __all__ = [
     "acr_table",
     "average_certified_radius",
     "best_per_radius",
+    "by_group",
+    "by_sigma",
+    "certification_frame",
     "certified_accuracy",
     "clean_accuracy",
     "collect_provenance",
@@ -101,9 +123,11 @@ __all__ = [
     "linf_to_l2",
     "load_paper_numbers",
     "load_paper_tables",
+    "method_group",
     "model_cells",
     "model_setting",
     "model_table",
+    "paper_values",
     "parse_duration",
     "per_sigma_envelope_table",
     "plot_ablation",
@@ -111,8 +135,11 @@ __all__ = [
     "plot_envelopes",
     "procedure_caption",
     "radius_grid",
+    "read_attack_log",
     "read_certify_log",
+    "read_grid",
     "representative_models",
+    "result_tables",
     "scorecard",
     "scorecard_summary",
     "scorecard_table",
@@ -122,6 +149,19 @@ __all__ = [
     "to_html",
     "to_latex",
     "to_markdown",
+    "write_figures",
     "write_provenance_sidecar",
+    "write_results",
     "write_table",
 ]
+
+# The figures need matplotlib: imported when first asked for, so that the table jobs start without it.
+_FIGURES = ("RUN_FIGURES", "plot_ablation", "plot_certified_accuracy", "plot_envelopes", "write_figures")
+
+
+def __getattr__(name: str):
+    if name in _FIGURES:
+        from rsmooth.analysis import figures
+
+        return getattr(figures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

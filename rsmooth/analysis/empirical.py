@@ -23,7 +23,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from rsmooth.analysis.metrics import certified_accuracy
-from rsmooth.smoothing import ABSTAIN
+from rsmooth.logformat import ABSTAIN
 
 AUDIT_COLUMNS = (
     "model", "pairs", "contradictions", "contradiction_rate", "abstentions_within_radius", "bound",

@@ -14,8 +14,6 @@ model at that radius), ``audit.{csv,html}``. A figure with nothing to compare sa
 
 from __future__ import annotations
 
-import html
-import json
 import os
 from collections import defaultdict
 from collections.abc import Mapping
@@ -24,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from rsmooth.analysis.empirical import audit_summary, certificate_audit, empirical_accuracy
-from rsmooth.analysis.figures import _save, plot_certified_and_empirical
-from rsmooth.analysis.logs import read_attack_log, read_certify_log
+from rsmooth.analysis.figures import empty_figure, plot_certified_and_empirical
 from rsmooth.analysis.metrics import certified_accuracy
+from rsmooth.analysis.tables import write_html_page
 from rsmooth.io import atomic_open
+from rsmooth.logformat import read_attack_log, read_certify_log
 
 FIGURES = ("m_test", "n", "estimator", "groups")
 
@@ -40,12 +38,6 @@ def _label(run: Mapping[str, Any]) -> str:
         return f"vanilla PGD on f (n = {run['n']})"
     name = {"pgd": "SmoothAdv-PGD", "ddn": "SmoothAdv-DDN", "pgd_stein": "PGD, gradient-free"}[run["attack"]]
     return f"{name}, m_test = {run['num_noise']} (n = {run['n']})"
-
-
-def _empty_figure(path: Path, message: str, provenance: Mapping[str, Any] | None) -> Path:
-    fig = Figure(figsize=(5.4, 3.8))
-    fig.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return _save(fig, path, provenance)
 
 
 def accuracy_frame(plan: Mapping[str, Any]) -> pd.DataFrame:
@@ -102,13 +94,13 @@ def write_empirical_analysis(
     def figure(name: str, select, title: str) -> None:
         if first is None:
             written.append(
-                _empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance)
+                empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance)
             )
             return
         part = select(studies[first])
         if part["setting"].nunique() < 2:
             message = f"this run has fewer than two attack settings to compare for '{name}'"
-            written.append(_empty_figure(out / "figures" / f"{name}.png", message, provenance))
+            written.append(empty_figure(out / "figures" / f"{name}.png", message, provenance))
             return
         written.append(
             plot_certified_and_empirical(
@@ -151,14 +143,14 @@ def write_empirical_analysis(
         )  # fmt: skip
     else:
         written.append(
-            _empty_figure(out / "figures" / "groups.png", "only one group of models was attacked", provenance)
+            empty_figure(out / "figures" / "groups.png", "only one group of models was attacked", provenance)
         )
 
     with atomic_open(out / "accuracy.csv") as handle:
         frame.to_csv(handle, index=False)
     written.append(out / "accuracy.csv")
     written.append(
-        _write_html(
+        write_html_page(
             out / "accuracy.html",
             "Empirical accuracy per model",
             "<p>Empirical accuracy: PREDICT on the adversarial example returns the label (an abstention counts as "
@@ -204,15 +196,4 @@ def _write_audit(plan: Mapping[str, Any], out: Path, provenance: Mapping[str, An
         + "<h2>Contradictions</h2>"
         + (events.to_html(index=False) if len(events) else "<p>none</p>")
     )
-    return [out / "audit.csv", _write_html(out / "audit.html", "Certificate audit", body, provenance)]
-
-
-def _write_html(path: Path, title: str, body: str, provenance: Mapping[str, Any] | None) -> Path:
-    footer = html.escape(json.dumps(provenance or {}, sort_keys=True))
-    with atomic_open(path) as handle:
-        handle.write(
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}<footer><small>provenance: {footer}</small></footer>"
-            "</body></html>\n"
-        )
-    return path
+    return [out / "audit.csv", write_html_page(out / "audit.html", "Certificate audit", body, provenance)]

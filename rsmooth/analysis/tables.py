@@ -8,6 +8,7 @@ frame that the CSV holds for users' own analysis. Renderers mark best cells in e
 from __future__ import annotations
 
 import html
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -372,6 +373,21 @@ def to_csv(table: Table, provenance: Mapping[str, Any] | None = None) -> str:
     data = table.data if table.data is not None else table.values.reset_index()
     header = f"# rsmooth provenance: {provenance_line(provenance)}\n" if provenance is not None else ""
     return header + data.to_csv(index=False, lineterminator="\n")
+
+
+def write_html_page(
+    path: str | os.PathLike, title: str, body: str, provenance: Mapping[str, Any] | None = None
+) -> Path:
+    """A standalone HTML page of the report: ``title`` as heading, ``body`` (HTML), the provenance in a footer."""
+    path = Path(path)
+    footer = html.escape(json.dumps(provenance or {}, sort_keys=True))
+    with atomic_open(path) as handle:
+        handle.write(
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+            f"<body><h1>{html.escape(title)}</h1>{body}<footer><small>provenance: {footer}</small></footer>"
+            "</body></html>\n"
+        )
+    return path
 
 
 RENDERERS = {"csv": to_csv, "md": to_markdown, "tex": to_latex, "html": to_html}

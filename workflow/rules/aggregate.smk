@@ -9,7 +9,7 @@ rule describe_grid:
         "results/logs/describe_grid.log",
     localrule: True
     params:
-        grid=lambda wc: json.dumps(grid_description(), sort_keys=True),
+        grid=lambda wc: json.dumps(grid_description(MODELS), sort_keys=True),
         config=lambda wc: json.dumps(config, sort_keys=True, default=str),
     run:
         # Written from params, so that any change of the grid or config reruns the aggregation.
@@ -36,7 +36,9 @@ rule aggregate:
             caption="../report/scorecard.rst",
             category="Scorecard",
         ),
-        cells=report(f"{ANALYSIS}/cells.html", caption="../report/cells.rst", category="Per-cell results"),
+        certifications=report(
+            f"{ANALYSIS}/cells.html", caption="../report/cells.rst", category="Per-cell results"
+        ),
         configuration=report(
             f"{ANALYSIS}/configuration.html",
             caption="../report/configuration.rst",
@@ -81,7 +83,7 @@ rule figures:
 
 rule runtimes:
     input:
-        models=[f"results/models/{c}/model.pt" for c in CELLS],
+        models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
     output:
         report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),

@@ -5,8 +5,8 @@
 
 EMPIRICAL = config.get("empirical")
 ATTACK_SETTINGS = attack_settings(config) if EMPIRICAL else {}
-ATTACK_GROUPS = attack_groups(config, CELLS) if EMPIRICAL else {}
-ATTACK_CELLS = explicit_attack_targets(config, CELLS) if EMPIRICAL else []
+ATTACK_GROUPS = attack_groups(config, MODELS) if EMPIRICAL else {}
+ATTACK_MODELS = explicit_attack_targets(config, MODELS) if EMPIRICAL else []
 ATTACK_SHARDS = shard_ranges(certification_set_size(config), EMPIRICAL["shards"]) if EMPIRICAL else []
 EMPIRICAL_OUT = f"{ANALYSIS}/empirical"
 EMPIRICAL_FIGURES = ["m_test", "n", "estimator", "groups"]
@@ -19,14 +19,14 @@ wildcard_constraints:
 
 rule attack_shard:
     input:
-        model=ancient("results/models/{cell}/model.pt"),
+        model=ancient("results/models/{model}/model.pt"),
         data=data_stamp(config["training"]["dataset"]),
     output:
-        "results/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
+        "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
     log:
-        "results/logs/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
+        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
     benchmark:
-        "results/benchmarks/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
+        "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
     resources:
         runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
         gpu=1,
@@ -49,13 +49,13 @@ rule attack_shard:
 rule merge_attack:
     input:
         expand(
-            "results/attack/{{cell}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
+            "results/attack/{{model}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
             shard=range(len(ATTACK_SHARDS)),
         ),
     output:
-        "results/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
+        "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
     log:
-        "results/logs/attack/{cell}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
+        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
     localrule: True
     params:
         script=script("merge_certify.py"),

@@ -5,14 +5,14 @@
 
 rule certify_shard:
     input:
-        model=ancient("results/models/{cell}/model.pt"),
+        model=ancient("results/models/{model}/model.pt"),
         data=data_stamp(config["training"]["dataset"]),
     output:
-        "results/certify/{cell}/sigma-{sigma}/shard-{shard}.tsv",
+        "results/certify/{model}/sigma-{sigma}/shard-{shard}.tsv",
     log:
-        "results/logs/certify/{cell}/sigma-{sigma}/shard-{shard}.log",
+        "results/logs/certify/{model}/sigma-{sigma}/shard-{shard}.log",
     benchmark:
-        "results/benchmarks/certify/{cell}/sigma-{sigma}/shard-{shard}.tsv"
+        "results/benchmarks/certify/{model}/sigma-{sigma}/shard-{shard}.tsv"
     resources:
         runtime=lambda wc, attempt: RUNTIME["certify"] * attempt,
         gpu=1,
@@ -44,13 +44,13 @@ rule certify_shard:
 rule merge_certify:
     input:
         expand(
-            "results/certify/{{cell}}/sigma-{{sigma}}/shard-{shard}.tsv",
+            "results/certify/{{model}}/sigma-{{sigma}}/shard-{shard}.tsv",
             shard=range(len(SHARDS)),
         ),
     output:
-        "results/certify/{cell}/sigma-{sigma}.tsv",
+        "results/certify/{model}/sigma-{sigma}.tsv",
     log:
-        "results/logs/certify/{cell}/sigma-{sigma}/merge.log",
+        "results/logs/certify/{model}/sigma-{sigma}/merge.log",
     localrule: True
     params:
         script=script("merge_certify.py"),

@@ -9,11 +9,13 @@ from rsmooth.pipeline import (
     attack_groups,
     attack_log,
     attack_settings,
+    certification_log,
     certification_set_size,
     explicit_attack_targets,
     format_value,
-    model_cells,
-    pretrain_cells,
+    grid_description,
+    grid_models,
+    pretrain_models,
     sequential_arguments,
     shard_ranges,
     train_arguments,
@@ -24,8 +26,8 @@ validate(config, "../schemas/config.schema.yaml")
 # Scripts by absolute path, so that the workflow also runs with --directory elsewhere.
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
 DATA_ROOT = config["data"]["root"]
-CELLS = model_cells(config)
-PRETRAIN_CELLS = pretrain_cells(config)
+MODELS = grid_models(config)
+PRETRAIN_MODELS = pretrain_models(config)
 RUNTIME = config["runtime_minutes"]  # schema defaults fill it in
 SHARDS = shard_ranges(certification_set_size(config), config["certify"]["shards"])
 TRUST_CHECKPOINT = "--trust-checkpoint" if config["trust_checkpoints"] else ""
@@ -53,7 +55,7 @@ ANALYSIS_OUTPUTS = [
 
 
 wildcard_constraints:
-    cell=r"[A-Za-z0-9_.\-]+",
+    model=r"[A-Za-z0-9_.\-]+",
     sigma=r"[0-9.]+",
     shard=r"\d+",
     dataset=r"[a-z0-9]+",
@@ -75,15 +77,15 @@ def data_stamp(dataset):
     return ancient(f"{DATA_ROOT}/.ready/{dataset}.json")
 
 
-def training_datasets(values, pseudo_labels):
+def training_datasets(values, self_training):
     datasets = [values["dataset"]]
-    if pseudo_labels:
+    if self_training:
         datasets.append("tinyimages")
     return [data_stamp(d) for d in datasets]
 
 
-def certification_logs(cell):
-    return [f"results/certify/{cell.id}/sigma-{format_value(s)}.tsv" for s in cell.certify_sigmas]
+def certification_logs(model):
+    return [certification_log(model.id, s) for s in model.certify_sigmas]
 
 
 def all_certification_shards():
@@ -95,7 +97,7 @@ def all_certification_shards():
 
 
 def all_certification_logs():
-    return [path for cell in CELLS.values() for path in certification_logs(cell)]
+    return [path for model in MODELS.values() for path in certification_logs(model)]
 
 
 def synthetic_arguments():
@@ -115,12 +117,12 @@ def pseudo_label_inputs(wildcards):
 
 
 def train_inputs(wildcards):
-    cell = CELLS[wildcards.cell]
-    inputs = {"data": training_datasets(cell.train, cell.pseudo_labels)}
-    if cell.pretrain:
-        inputs["pretrained"] = ancient(f"results/pretrain/{cell.pretrain}/model.pt")
-    if cell.pseudo_labels:
-        inputs["pseudo_labels"] = "results/pseudolabels/merged.npz"
+    model = MODELS[wildcards.model]
+    inputs = {"data": training_datasets(model.train, model.self_training)}
+    if model.pretrain:
+        inputs["pretrained"] = ancient(f"results/pretrain/{model.pretrain}/model.pt")
+    if model.self_training:
+        inputs["self_training_set"] = "results/pseudolabels/merged.npz"
     return inputs
 
 
@@ -128,28 +130,14 @@ def train_extra_arguments(wildcards, input):
     extra = []
     if "pretrained" in input.keys():
         extra.append(f"--pretrained {input.pretrained}")
-    if "pseudo_labels" in input.keys():
-        extra.append(f"--pseudo-labels {input.pseudo_labels}")
+    if "self_training_set" in input.keys():
+        extra.append(f"--pseudo-labels {input.self_training_set}")
     return " ".join(extra)
 
 
 def shard_bounds(wildcards):
     start, stop = SHARDS[int(wildcards.shard)]
     return f"--start {start} --stop {stop}"
-
-
-def grid_description():
-    """Cells, their experiments and certification logs, as the aggregation scripts read them."""
-    return {
-        cell.id: {
-            "experiments": cell.experiments,
-            "train": cell.train,
-            "pretrain": cell.pretrain,
-            "pseudo_labels": cell.pseudo_labels,
-            "logs": {format_value(s): log for s, log in zip(cell.certify_sigmas, certification_logs(cell))},
-        }
-        for cell in CELLS.values()
-    }
 
 
 def write_texts(texts, log):
@@ -163,15 +151,11 @@ def write_texts(texts, log):
 
 
 def attack_group_members():
-    """Envelope group -> [cell, sigma, certification log] of its members (JSON for choose_attack_targets)."""
+    """Envelope group -> [model id, sigma, certification log] of its members (JSON for choose_attack_targets)."""
     return {
-        group: [[cell, sigma, certification_log(cell, sigma)] for cell, sigma in members]
+        group: [[model, sigma, certification_log(model, sigma)] for model, sigma in members]
         for group, members in ATTACK_GROUPS.items()
     }
-
-
-def certification_log(cell, sigma):
-    return f"results/certify/{cell}/sigma-{format_value(sigma)}.tsv"
 
 
 def attack_group_logs():
@@ -180,15 +164,16 @@ def attack_group_logs():
 
 def attack_runs():
     """Every attack log of the study, as dicts; reads the envelope choice (a checkpoint) when there are groups."""
-    targets = [(None, cell, sigma, eps) for cell, sigma in ATTACK_CELLS for eps in EMPIRICAL["eps"]]
+    targets = [(None, model, sigma, eps) for model, sigma in ATTACK_MODELS for eps in EMPIRICAL["eps"]]
     if ATTACK_GROUPS:
         chosen = json.loads(Path(checkpoints.choose_attack_targets.get().output[0]).read_text())
         for group, by_eps in chosen.items():
+            # targets.json names the model "cell" (the file format of finished runs).
             targets.extend((group, t["cell"], t["sigma"], float(eps)) for eps, t in by_eps.items())
     return [
         {
             "group": group,
-            "cell": cell,
+            "cell": model,
             "sigma": float(sigma),
             "eps": float(eps),
             "setting": setting.id,
@@ -196,10 +181,10 @@ def attack_runs():
             "base_attack": setting.base_attack,
             "num_noise": setting.num_noise,
             "n": setting.n,
-            "log": attack_log(cell, float(sigma), setting.id, float(eps)),
-            "certify_log": certification_log(cell, float(sigma)),
+            "log": attack_log(model, float(sigma), setting.id, float(eps)),
+            "certify_log": certification_log(model, float(sigma)),
         }
-        for group, cell, sigma, eps in targets
+        for group, model, sigma, eps in targets
         for setting in ATTACK_SETTINGS.values()
     ]
 

@@ -5,17 +5,17 @@ rule pretrain:
     input:
         data=data_stamp("imagenet32"),
     output:
-        model=protected("results/pretrain/{pcell}/model.pt"),
-        log="results/pretrain/{pcell}/epochs.tsv",
+        model=protected("results/pretrain/{pretrain_model}/model.pt"),
+        log="results/pretrain/{pretrain_model}/epochs.tsv",
     log:
-        "results/logs/pretrain/{pcell}.log",
+        "results/logs/pretrain/{pretrain_model}.log",
     benchmark:
-        "results/benchmarks/pretrain/{pcell}.tsv"
+        "results/benchmarks/pretrain/{pretrain_model}.tsv"
     resources:
         runtime=lambda wc, attempt: RUNTIME["pretrain"] * attempt,
         gpu=1,
     params:
-        args=lambda wc: train_arguments(PRETRAIN_CELLS[wc.pcell]),
+        args=lambda wc: train_arguments(PRETRAIN_MODELS[wc.pretrain_model]),
         script=script("train.py"),
         root=lambda wc, input: data_root(input.data),
     shell:

@@ -1,4 +1,5 @@
-# One model per grid cell: from scratch, fine-tuned from its ImageNet32 model, and/or self-trained.
+# Every model of the grid (rsmooth.pipeline.GridModel): from scratch, fine-tuned from its ImageNet32 model,
+# and/or self-trained.
 # The per-epoch resume state (<model>.resume) is not a declared output, so Snakemake never deletes it:
 # a job killed by a time limit or preemption resumes where it stopped when it is run again.
 
@@ -7,17 +8,17 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model=protected("results/models/{cell}/model.pt"),
-        log="results/models/{cell}/epochs.tsv",
+        model=protected("results/models/{model}/model.pt"),
+        log="results/models/{model}/epochs.tsv",
     log:
-        "results/logs/train/{cell}.log",
+        "results/logs/train/{model}.log",
     benchmark:
-        "results/benchmarks/train/{cell}.tsv"
+        "results/benchmarks/train/{model}.tsv"
     resources:
         runtime=lambda wc, attempt: RUNTIME["train"] * attempt,
         gpu=1,
     params:
-        args=lambda wc: train_arguments(CELLS[wc.cell].train),
+        args=lambda wc: train_arguments(MODELS[wc.model].train),
         extra=train_extra_arguments,
         script=script("train.py"),
         root=lambda wc, input: data_root(input.data),

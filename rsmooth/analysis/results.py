@@ -1,0 +1,337 @@
+"""A run's certification results: which paper row each model stands for, and the tables of the report.
+
+Input: the *grid description* the workflow writes (``results/analysis/grid.json``)::
+
+    {"models": {"<model id>": {"experiments": [...], "train": {TrainConfig fields},
+                               "pretrain": "<pre-training model id>" | null, "self_training": bool}},
+     "certifications": [{"model": "<model id>", "sigma": 0.25, "log": "<certification log>"}, ...]}
+
+Sigmas stay numbers and models are named by field: nothing is parsed back from a display name. One
+:class:`Certification` is one model smoothed at one sigma with its log; its :attr:`~Certification.name`
+(``<model id> @ sigma=<sigma>``) only labels table rows and curves.
+
+The mapping to the papers (:func:`paper_values`): each envelope group (:func:`method_group`) gives the
+envelope and l-inf rows of its paper table; a model trained from scratch and certified at its own sigma gives
+its per-model rows (SmoothAdv's per-model tables, SmoothMix's tables with the mean and spread over seeds).
+:func:`write_results` writes every table, the scorecard, the per-(model, sigma) table and the configuration
+page; nothing here imports matplotlib (the run's figures are :func:`rsmooth.analysis.figures.write_figures`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rsmooth.analysis.grids import TABLE_RADII
+from rsmooth.analysis.metrics import (
+    Logs,
+    abstention_rate,
+    average_certified_radius,
+    certified_accuracy,
+    clean_accuracy,
+)
+from rsmooth.analysis.paper import (
+    envelope_cells,
+    linf_cells,
+    load_paper_numbers,
+    model_cells,
+    model_setting,
+    scorecard,
+    scorecard_summary,
+    scorecard_table,
+    seed_summary,
+    smoothmix_keys,
+)
+from rsmooth.analysis.provenance import collect_provenance
+from rsmooth.analysis.tables import (
+    NO_ACR,
+    Table,
+    abstention_table,
+    acr_table,
+    envelope_table,
+    linf_table,
+    model_table,
+    per_sigma_envelope_table,
+    procedure_caption,
+    to_html,
+    write_html_page,
+    write_table,
+)
+from rsmooth.io import atomic_open
+from rsmooth.logformat import read_certify_log
+from rsmooth.pipeline import GridModel, format_value
+from rsmooth.train.methods import get_method
+
+TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
+
+# Envelope groups under the paper's (method, setting) key.
+_PAPER_GROUPS = {
+    "gaussian": ("gaussian", "envelope"),
+    "smoothadv": ("smoothadv", "envelope"),
+    "smoothadv+pretraining": ("smoothadv", "envelope+pretraining"),
+    "smoothadv+self-training": ("smoothadv", "envelope+self-training"),
+    "smoothadv+pretraining+self-training": ("smoothadv", "envelope+pretraining+self-training"),
+}
+
+
+@dataclass(frozen=True)
+class Certification:
+    """One model of the grid (:class:`rsmooth.pipeline.GridModel`) smoothed at one sigma, and its
+    certification log."""
+
+    model: GridModel
+    sigma: float
+    log: pd.DataFrame = dataclasses.field(repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model.id} @ sigma={format_value(self.sigma)}"
+
+
+def read_grid(grid: Mapping[str, Any]) -> list[Certification]:
+    """The certifications of a grid description, their logs read (in the description's order)."""
+    models = {
+        model_id: GridModel(
+            model_id,
+            entry["train"],
+            list(entry["experiments"]),
+            pretrain=entry.get("pretrain"),
+            self_training=bool(entry.get("self_training", False)),
+        )
+        for model_id, entry in grid["models"].items()
+    }
+    return [
+        Certification(models[entry["model"]], float(entry["sigma"]), read_certify_log(entry["log"]))
+        for entry in grid["certifications"]
+    ]
+
+
+def logs_by_name(certifications: Sequence[Certification]) -> Logs:
+    return {c.name: c.log for c in certifications}
+
+
+def method_group(model: GridModel) -> str:
+    """The family a model belongs to, as the papers' envelope tables group them."""
+    method = model.train["method"]
+    if method == "smoothadv":
+        extras = [
+            name
+            for name, on in (("pretraining", model.pretrain), ("self-training", model.self_training))
+            if on
+        ]
+        return "+".join(["smoothadv", *extras])
+    return get_method(method).group
+
+
+def by_group(certifications: Sequence[Certification]) -> dict[str, Logs]:
+    """Envelope group -> logs by name, groups in order of first appearance."""
+    groups: dict[str, Logs] = defaultdict(dict)
+    for c in certifications:
+        groups[method_group(c.model)][c.name] = c.log
+    return dict(groups)
+
+
+def by_sigma(certifications: Sequence[Certification]) -> dict[float, Logs]:
+    """Certification sigma -> logs by name."""
+    sigmas: dict[float, Logs] = defaultdict(dict)
+    for c in certifications:
+        sigmas[c.sigma][c.name] = c.log
+    return dict(sigmas)
+
+
+def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: bool = True) -> pd.DataFrame:
+    """This run's numbers under the papers' keys: envelopes, l-inf, and single models of the per-model tables
+    (their ACR only with ``acr``: the sequential procedure's grid radii give none)."""
+    radii = TABLE_RADII.get(dataset, TABLE_RADII["cifar10"])
+    groups = by_group(certifications)
+    frames = []
+    for group, (method, setting) in _PAPER_GROUPS.items():
+        if group in groups:
+            frames.append(
+                envelope_cells(groups[group], radii, dataset=dataset, method=method, setting=setting)
+            )
+            if setting == "envelope":
+                frames.append(linf_cells(groups[group], dataset=dataset, method=method, setting=setting))
+    smoothmix: dict[tuple[str, str, float], dict[int, Certification]] = defaultdict(dict)
+    for c in certifications:
+        train = c.model.train
+        if not c.model.from_scratch or c.sigma != train["sigma"]:
+            continue  # the per-model tables hold models trained from scratch and certified at their own sigma
+        if train["method"] == "smoothadv":
+            setting = model_setting(train["steps"], train["num_noise_vec"], train["eps"])
+            frames.append(
+                model_cells(
+                    c.log, [0.0, *radii], dataset=dataset, method=f"smoothadv_{train['attack']}",
+                    setting=setting, sigma=c.sigma, acr=acr,
+                )
+            )  # fmt: skip
+        # SmoothMix's tables: one model per (method, setting, sigma), the mean and std over its seeds.
+        for method, setting, over_seeds in smoothmix_keys(dataset, train):
+            if over_seeds or train["seed"] == 0:
+                models = smoothmix[(method, setting, c.sigma)]
+                if train["seed"] in models:
+                    raise ValueError(
+                        f"two models of seed {train['seed']} for SmoothMix's {method} {setting!r} at sigma "
+                        f"{format_value(c.sigma)}: {models[train['seed']].name} and {c.name}"
+                    )
+                models[train["seed"]] = c
+    for (method, setting, sigma), by_seed in smoothmix.items():
+        per_seed = [
+            model_cells(
+                c.log, [0.0, *radii], dataset=dataset, method=method, setting=setting, sigma=sigma, acr=acr
+            )
+            for _, c in sorted(by_seed.items())
+        ]
+        frames.append(seed_summary(per_seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def certification_frame(
+    certifications: Sequence[Certification], radii: Sequence[float], *, acr: bool = True
+) -> pd.DataFrame:
+    """One row per (model, sigma): the model's hyper-parameters, clean and certified accuracy, ACR,
+    abstention rate, images, and the sequential procedure's mean draws per image where it was used."""
+    rows = []
+    for c in certifications:
+        df = c.log
+        row = {"model": c.model.id, "experiments": ", ".join(c.model.experiments), "certify sigma": c.sigma}
+        row.update(
+            {k: c.model.train[k] for k in ("method", "attack", "sigma", "eps", "steps", "num_noise_vec")}
+        )
+        row.update(
+            {
+                "clean accuracy": clean_accuracy(df),
+                **{f"r = {r:g}": a for r, a in zip(radii, certified_accuracy(df, radii), strict=True)},
+                "ACR": average_certified_radius(df) if acr else NO_ACR,
+                "abstention": abstention_rate(df),
+                "images": len(df),
+            }
+        )
+        if "samples" in df.columns:  # the sequential procedure's draws per image
+            row["mean samples"] = float(df["samples"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the analysis takes from the run's configuration."""
+
+    dataset: str
+    radii: list[float]
+    procedure: str  # the caption naming the certification procedure and alpha
+    acr: bool  # CERTIFY gives maximal radii, so an ACR; the sequential procedure's grid radii do not
+    provenance: dict[str, Any]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        seeds = {"training": config["training"].get("seed", 0), "certify": config["certify"].get("seed", 0)}
+        return cls(
+            dataset=config["training"]["dataset"],
+            radii=[float(r) for r in config.get("analysis", {}).get("radii", TABLE_RADII["cifar10"])],
+            procedure=procedure_caption(config["certify"]),
+            acr=config["certify"].get("procedure", "cohen") == "cohen",
+            provenance=collect_provenance(config, seeds),
+        )
+
+
+def result_tables(certifications: Sequence[Certification], settings: Settings) -> dict[str, Table]:
+    """The report's tables by name (:data:`TABLES`), each caption naming the procedure and alpha."""
+    logs, groups, radii, acr = (
+        logs_by_name(certifications),
+        by_group(certifications),
+        settings.radii,
+        settings.acr,
+    )
+    tables = {
+        "per_model": model_table(
+            logs, radii, caption="Certified accuracy of every model (best per radius marked)"
+        ),
+        "envelope": envelope_table(groups, radii, caption="Best model per radius, with its clean accuracy"),
+        "envelope_per_sigma": per_sigma_envelope_table(
+            by_sigma(certifications), radii, caption="Envelope per sigma"
+        ),
+        "abstention": abstention_table(
+            groups,
+            radii,
+            caption="Abstention rate (%) of the best model per radius"
+            + ("" if acr else " (tested on the true label: wrong predictions count as abstentions)"),
+        ),
+        "linf": linf_table(
+            groups, settings.dataset, caption="l-inf certified accuracy implied by the l2 certificates"
+        ),
+        "acr": acr_table(
+            logs, radii, caption="Average certified radius (ACR) and certified accuracy", acr=acr
+        ),
+    }
+    return {
+        name: dataclasses.replace(table, caption=f"{table.caption}; {settings.procedure}")
+        for name, table in tables.items()
+    }
+
+
+def write_results(
+    grid: Mapping[str, Any], config: Mapping[str, Any], out: str | os.PathLike
+) -> tuple[pd.DataFrame, list[Certification]]:
+    """Write under ``out``: ``tables/<name>.{csv,md,tex,html}``, ``scorecard.{csv,html}``, ``cells.{csv,html}``
+    (one row per model and sigma) and ``configuration.html``, every file with the run's provenance. Returns
+    the scorecard and the certifications read."""
+    out = Path(out)
+    settings = Settings.from_config(config)
+    certifications = read_grid(grid)
+    for name, table in result_tables(certifications, settings).items():
+        write_table(table, out / "tables" / name, provenance=settings.provenance)
+
+    dataset = settings.dataset
+    card = scorecard(
+        load_paper_numbers().query("dataset == @dataset"),
+        paper_values(certifications, dataset, acr=settings.acr),
+    )
+    with atomic_open(out / "scorecard.csv") as handle:
+        card.to_csv(handle, index=False)
+    write_html_page(out / "scorecard.html", "Scorecard: this run beside the papers", _scorecard_body(card, settings),
+                    settings.provenance)  # fmt: skip
+
+    frame = certification_frame(certifications, settings.radii, acr=settings.acr)
+    with atomic_open(out / "cells.csv") as handle:
+        frame.to_csv(handle, index=False)
+    body = frame.to_html(index=False, float_format="{:.3f}".format)
+    write_html_page(out / "cells.html", "Per-cell results", body, settings.provenance)
+
+    provenance = settings.provenance
+    config_body = (
+        f"<h2>Configuration</h2><pre>{html.escape(_yaml(config))}</pre>"
+        f"<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>"
+        f"<p>{len(grid['models'])} models, {len(certifications)} certification logs, "
+        f"{sum(len(c.log) for c in certifications)} certified images.</p>"
+    )
+    write_html_page(out / "configuration.html", "Configuration", config_body, provenance)
+    return card, certifications
+
+
+def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
+    summary = scorecard_summary(card).to_html(index=False, float_format="{:.3f}".format)
+    ran = card[card["status"] != "not run"]
+    return (
+        f"<p>{len(ran)} of {len(card)} cells of the papers' {settings.dataset} tables are covered by this run, "
+        f"certified with {html.escape(settings.procedure)}.</p>"
+        f"<h2>Summary</h2>{summary}<h2>Cells run</h2>"
+        + (to_html(scorecard_table(ran), fragment=True) if len(ran) else "<p>none</p>")
+        + "<h2>Cells not run</h2>"
+        + card[card["status"] == "not run"][["paper", "table", "row", "column"]].to_html(index=False)
+    )
+
+
+def _yaml(config: Mapping[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False)
