@@ -37,7 +37,7 @@ import yaml
 
 from rsmooth.empirical import attack_smoothed
 from rsmooth.models import get_architecture
-from rsmooth.pipeline import attack_settings, certification_set_size, model_cells
+from rsmooth.pipeline import attack_settings, certification_set_size, grid_models
 from rsmooth.smoothing import Smooth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def main() -> None:
     backward_rate = copies_per_second[max(copies_per_second)]  # large m: full batches, as in the study's bulk
     attack_seconds = copies / backward_rate + predict / forward
     certify = config["certify"]
-    n_grid = sum(len(cell.certify_sigmas) for cell in model_cells(config).values())  # certification logs
+    n_grid = sum(len(model.certify_sigmas) for model in grid_models(config).values())  # certification logs
     cert_images = certification_set_size(config) // certify["skip"]
     cert_seconds = n_grid * cert_images * (certify["n0"] + certify["n"]) / forward
     print(

@@ -26,6 +26,7 @@ __all__ = [
     "INPUT_SHAPE",
     "NUM_CLASSES",
     "TEST_SET_SIZE",
+    "TRAIN_SET_SIZE",
     "TRANSFORM_OPS",
     "ChannelStats",
     "DataFile",
@@ -103,6 +104,8 @@ class DatasetSpec:
     augmentation: tuple[TransformStep, ...]  # before ToTensor, for augment=True
     preprocessing: tuple[TransformStep, ...]  # before ToTensor, for augment=False
     trainable: bool = True  # False: supplies pseudo-labelled images only, never a training set of its own
+    # Images in the real training split (for TinyImages: the pseudo-labelled images); None: not recorded.
+    train_set_size: int | None = None
     # Every how-many-th test image the references certify (None: they certify no subsample of this set).
     reference_subsample_skip: int | None = None
     archive: str | None = None  # the published archive the files come in, and its md5
@@ -129,6 +132,7 @@ _CROP_FLIP_32 = (TransformStep("random_crop", 32, padding=4), TransformStep("hor
 
 CIFAR10 = DatasetSpec(
     name="cifar10",
+    train_set_size=50_000,
     title="CIFAR-10",
     input_shape=(3, 32, 32),
     num_classes=10,
@@ -159,6 +163,7 @@ CIFAR10 = DatasetSpec(
 
 MNIST = DatasetSpec(
     name="mnist",
+    train_set_size=60_000,
     title="MNIST",
     input_shape=(1, 28, 28),
     num_classes=10,
@@ -189,6 +194,7 @@ MNIST = DatasetSpec(
 
 IMAGENET = DatasetSpec(
     name="imagenet",
+    train_set_size=1_281_167,
     title="ImageNet",
     input_shape=(3, 224, 224),
     num_classes=1000,
@@ -210,6 +216,7 @@ IMAGENET = DatasetSpec(
 
 IMAGENET32 = DatasetSpec(
     name="imagenet32",
+    train_set_size=1_281_167,
     title="ImageNet32",
     input_shape=(3, 32, 32),
     num_classes=1000,
@@ -231,6 +238,7 @@ IMAGENET32 = DatasetSpec(
 
 TINYIMAGES = DatasetSpec(
     name="tinyimages",
+    train_set_size=500_000,
     title="TinyImages",
     input_shape=(3, 32, 32),
     num_classes=10,  # CIFAR-10 pseudo-labels
@@ -260,6 +268,10 @@ INPUT_SHAPE: dict[str, tuple[int, int, int]] = {n: s.input_shape for n, s in DAT
 # Size of each data set's evaluation split (CIFAR-10/MNIST test sets, the ImageNet/ImageNet32 val sets).
 TEST_SET_SIZE: dict[str, int] = {
     n: s.test_set_size for n, s in DATASET_SPECS.items() if s.test_set_size is not None
+}
+# Size of each data set's training split (TinyImages: the 500,000 pseudo-labelled images of Carmon et al.).
+TRAIN_SET_SIZE: dict[str, int] = {
+    n: s.train_set_size for n, s in DATASET_SPECS.items() if s.train_set_size is not None
 }
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Collect Snakemake's benchmark files into one run-time table (HTML for the report, CSV beside it)."""
+"""Collect Snakemake's benchmark files into one run-time table (HTML for the report, CSV beside it); with
+``--plan``, the GPU-hours measured per rule beside the cost plan's estimate (``rsmooth.plan``)."""
 
 from __future__ import annotations
 
@@ -27,14 +28,30 @@ def collect(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
 
 
+def collect_none() -> pd.DataFrame:
+    return pd.DataFrame(columns=["rule", "job", "seconds", "max_rss_mb"]).astype({"seconds": float})
+
+
+def beside_plan(totals: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """Per rule (benchmark folder): measured jobs and hours beside the plan's; rules of either side kept."""
+    planned = plan[plan["table"] == "rule"][["rule", "jobs", "gpu_hours"]]
+    planned = planned.rename(columns={"jobs": "planned jobs", "gpu_hours": "planned GPU-hours"})
+    merged = totals.merge(planned, on="rule", how="outer")
+    merged["measured hours"] = merged["total seconds"] / 3600
+    return merged
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benchmarks", type=Path, help="folder of benchmark TSVs, one sub-folder per rule")
     parser.add_argument("output", type=Path, help="HTML file")
+    parser.add_argument("--plan", type=Path, help="plan.csv of scripts/plan.py: estimates shown beside")
     args = parser.parse_args(argv)
-    jobs = collect(args.benchmarks)
+    jobs = collect(args.benchmarks) if args.benchmarks.is_dir() else collect_none()
     totals = jobs.groupby("rule")["seconds"].agg(["count", "sum", "mean", "max"]).reset_index()
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]
+    if args.plan:
+        totals = beside_plan(totals, pd.read_csv(args.plan))
     with atomic_open(args.output.with_suffix(".csv")) as handle:
         jobs.to_csv(handle, index=False)
     with atomic_open(args.output) as handle:

@@ -11,40 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from rsmooth.data import get_dataset
-from rsmooth.data.synthetic import write_synthetic_cifar10
-from rsmooth.models import get_architecture, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "certify.py"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("certify")
-    data_root = base / "data"
-    write_synthetic_cifar10(data_root, n_train=10, n_test=40, seed=0)
-    torch.manual_seed(0)
-    model = get_architecture("cifar_resnet20", "cifar10")
-    checkpoint = base / "model.pt"
-    save_checkpoint(
-        checkpoint,
-        model,
-        arch="cifar_resnet20",
-        epoch=1,
-        normalization="cifar10",
-        dataset="cifar10",
-        num_classes=10,
-        sigma=0.25,
-    )
-    reference_style = base / "released.pth.tar"
-    torch.save(
-        {"epoch": 1, "arch": "cifar_resnet20", "state_dict": model.state_dict(), "optimizer": None},
-        reference_style,
-    )
-    return base, data_root, checkpoint, reference_style
+def setup(cifar10_checkpoint, tmp_path_factory):
+    """(output folder of this module, data root, checkpoint, the checkpoint in the references' format)."""
+    files = cifar10_checkpoint
+    return tmp_path_factory.mktemp("certify"), files.data_root, files.checkpoint, files.released
 
 
 def certify(setup, out: Path, *extra: str, **popen) -> subprocess.Popen:

@@ -26,10 +26,9 @@ from rsmooth.analysis.empirical import (
 )
 from rsmooth.analysis.figures import plot_certified_and_empirical
 from rsmooth.analysis.metrics import certified_accuracy
-from rsmooth.data.synthetic import write_synthetic_cifar10
 from rsmooth.empirical import attack_seed, attack_smoothed, ddn_gamma
 from rsmooth.logformat import ATTACK_HEADER, PartialLog, read_attack_log, read_certify_log
-from rsmooth.models import get_architecture, save_checkpoint
+from rsmooth.models import get_architecture
 from rsmooth.smoothing import ABSTAIN, Smooth, image_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,18 +259,9 @@ def test_gap_between_certified_and_empirical():
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("attack")
-    data_root = base / "data"
-    write_synthetic_cifar10(data_root, n_train=10, n_test=24, seed=0)
-    torch.manual_seed(0)
-    model = get_architecture("cifar_resnet20", "cifar10")
-    checkpoint = base / "model.pt"
-    save_checkpoint(
-        checkpoint, model, arch="cifar_resnet20", epoch=1, normalization="cifar10", dataset="cifar10",
-        num_classes=10, sigma=0.25,
-    )  # fmt: skip
-    return base, data_root, checkpoint
+def setup(cifar10_checkpoint, tmp_path_factory):
+    """(output folder of this module, data root, checkpoint)."""
+    return tmp_path_factory.mktemp("attack"), cifar10_checkpoint.data_root, cifar10_checkpoint.checkpoint
 
 
 def attack(setup, out: Path, *extra: str, **popen) -> subprocess.Popen:

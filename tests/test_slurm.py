@@ -102,7 +102,9 @@ def test_demo_runs_through_the_slurm_profile(cluster, tmp_path):
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
     assert counts == {"train": 2, "certify_shard": 4, "attack_shard": 2}, counts
     for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "merge_attack", "choose_attack_targets", "empirical"):  # fmt: skip
-        assert f"rule {light}:" in output or f"localrule {light}:" in output, light  # ran, on this host
+        assert re.search(rf"^local(rule|checkpoint) {light}:", output, re.MULTILINE), (
+            light
+        )  # ran on this host
     assert (tmp_path / "results/analysis/scorecard.html").exists()
     assert (tmp_path / "results/analysis/empirical/audit.html").exists()
     report = subprocess.run(

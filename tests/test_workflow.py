@@ -69,7 +69,7 @@ def expected_paper_counts(config: dict) -> dict[str, int]:
     return {
         "prepare_data": 3, "pretrain": pretrain, "merge_pseudo_labels": 1, "train": models,
         "certify_shard": logs * config["certify"]["shards"], "merge_certify": logs, "describe_grid": 1,
-        "aggregate": 1, "figures": 1, "runtimes": 1, "all": 1, **(empirical if "empirical" in config else {}),
+        "aggregate": 1, "figures": 1, "runtimes": 1, "plan": 1, "all": 1, **(empirical if "empirical" in config else {}),
     }  # fmt: skip
 
 

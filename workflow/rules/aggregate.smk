@@ -81,10 +81,32 @@ rule figures:
         "--out {params.out} > {log} 2>&1"
 
 
+# The cost estimate of the config (rsmooth.plan): local, seconds, no GPU. `throughput` (a file) replaces the
+# default figures.
+rule plan:
+    input:
+        config=rules.describe_grid.output.config,
+        throughput=config.get("throughput") or [],
+    output:
+        csv=f"{ANALYSIS}/plan/plan.csv",
+        html=report(f"{ANALYSIS}/plan/plan.html", caption="../report/plan.rst", category="Run times"),
+    log:
+        "results/logs/plan.log",
+    localrule: True
+    params:
+        script=script("plan.py"),
+        throughput=lambda wc, input: f"--throughput {input.throughput}" if input.throughput else "",
+        out=lambda wc, output: Path(output.csv).parent,
+    shell:
+        "python {params.script} {input.config} --name configuration {params.throughput} --out {params.out} "
+        "> {log} 2>&1"
+
+
 rule runtimes:
     input:
         models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
+        plan=rules.plan.output.csv,
     output:
         report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
     log:
@@ -94,4 +116,4 @@ rule runtimes:
         script=script("runtimes.py"),
         benchmarks="results/benchmarks",
     shell:
-        "python {params.script} {params.benchmarks} {output} > {log} 2>&1"
+        "python {params.script} {params.benchmarks} {output} --plan {input.plan} > {log} 2>&1"

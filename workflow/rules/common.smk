@@ -51,6 +51,7 @@ ANALYSIS_OUTPUTS = [
     f"{ANALYSIS}/scorecard.html",
     f"{ANALYSIS}/cells.html",
     f"{ANALYSIS}/runtimes.html",
+    f"{ANALYSIS}/plan/plan.html",
     f"{ANALYSIS}/configuration.html",
 ]
 

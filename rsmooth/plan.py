@@ -1,0 +1,566 @@
+"""What a config costs before it runs: GPU-hours per stage and experiment, SLURM jobs, and disk.
+
+Torch-free (it reads the grid through :mod:`rsmooth.pipeline`), so ``scripts/plan.py`` and the ``plan`` rule
+answer in seconds on a login node. Every figure is an estimate from a :class:`Throughput`; the defaults are
+listed in :data:`DEFAULT_THROUGHPUT` with the GPU and the source of each, and ``--throughput FILE`` replaces
+them with a user's own measurements.
+
+Cost model (GPU-seconds; one GPU per job, as the SLURM profile asks):
+
+- **Training**: ``epochs x images per epoch x factor / train_images_per_second[arch]``. Images per epoch are
+  the data set's training split (``rsmooth.dataset_info``; the synthetic demo's ``n_train``); self-training
+  doubles it (each epoch has as many pseudo-labelled batches as labelled ones, ``rsmooth.train.batches``).
+  ``factor`` is the cost of one image relative to Gaussian training (:func:`method_factor`).
+- **Certification**: ``images x samples per image / certify_samples_per_second[arch]``, ``images`` being
+  every ``skip``-th test image. CERTIFY draws ``n0 + n`` samples; the sequential procedure draws on average
+  ``n / sequential_saving[test]`` (the savings ``benchmarks/sequential_savings.py`` measured on the
+  Cohen et al. CIFAR-10 logs at ``n_max`` = 100,000). Both are always estimated, the configured one counts
+  in the total.
+- **Attacks** (``empirical``): per attacked image, ``T`` attack steps over ``m_test`` noise draws at
+  ``backward_cost`` forward passes each (``m_test`` forward passes for the gradient-free ``pgd_stein``),
+  then PREDICT's ``n`` samples, at the certification rate.
+- **Disk**: each model's ``model.pt`` (4 bytes per parameter) and its resume file (weights + SGD momentum,
+  8 bytes per parameter), plus ``log_row_bytes`` per certified or attacked image.
+
+Decisions:
+
+- A model asked for by several experiments is trained once; the per-experiment table charges it to the
+  first experiment that asks for it (config order), so the rows add up to the total. Pre-training, the
+  standard model of ``pseudo_labels: {labels: model}`` and the attacks are rows of their own.
+- Per-epoch monitoring on ``test_subset`` images (under 1 % of an epoch) and data loading are not counted.
+- Method factors come from ``benchmarks/train_throughput.py`` on CPU (the only measurements in the
+  repository; a GPU hides more of the per-pass overhead, so treat them as upper bounds). They are measured at
+  one ``T`` and ``m``; :func:`method_factor` scales them by the structure of each method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rsmooth.dataset_info import TRAIN_SET_SIZE
+from rsmooth.pipeline import (
+    attack_groups,
+    attack_settings,
+    certification_set_size,
+    explicit_attack_targets,
+    grid_models,
+    pretrain_models,
+)
+
+__all__ = ["DEFAULT_THROUGHPUT", "Plan", "Throughput", "load_throughput", "method_factor", "plan_config"]
+
+# The GPU the default figures are for, and where each comes from.
+DEFAULT_GPU = "NVIDIA GTX 1080 Ti"
+SOURCES = {
+    "certify_samples_per_second": (
+        "cifar_resnet110 and imagenet32_resnet110 (same 32x32 network): Cohen et al. 2019, about 14 s per CIFAR-10 "
+        "image for CERTIFY at N0 + N = 100,100, ResNet-110, one GTX 1080 Ti (100,100 / 14 = 7,150/s); resnet50: "
+        "config/imagenet.yaml's shard sizing, about 140 s per ImageNet image at N = 100,000 (715/s); lenet: an "
+        "estimate (no published figure), 50x the ResNet-110 rate; cifar_resnet20/56: ResNet-110's rate scaled by "
+        "depth"
+    ),
+    "train_images_per_second": (
+        "Gaussian training, derived from the certification rate: one SGD step on an image costs about "
+        "backward_cost forward passes (train rate = certify rate / backward_cost)"
+    ),
+    "backward_cost": "forward + backward = 3 forward passes (the usual rule of thumb for convolutional networks)",
+    "method_factors": (
+        "benchmarks/train_throughput.py on CPU, image cost relative to Gaussian training: LeNet gaussian 1.0, "
+        "smoothadv-pgd m1 (T 2) 2.8, smoothadv-pgd m4 multi (T 2) 12.9, smoothadv-ddn m1 (T 2) 2.8, pgd_noise (T 2) "
+        "2.8, smoothmix m2 (T 2) 7.4, stability 1.7, macer k16 20.3, consistency m2 1.8; ResNet-110 gaussian 1.0, "
+        "smoothadv-pgd m1 (T 2) 2.1"
+    ),
+    "sequential_saving": (
+        "benchmarks/sequential_savings.py on the Cohen et al. CIFAR-10 logs (README): 10.6x fewer samples "
+        "than CERTIFY with the union test, 8.0x with the mixture test"
+    ),
+    "parameters": "counted from rsmooth.models (cifar_resnet110 1.73 M, as He et al. 2016; resnet50 25.6 M)",
+    "log_row_bytes": "the size of one row of a certification or attack log (idx, label, predict, radius, ...)",
+}
+
+_RESNET110_RATE = 100_100 / 14.0  # samples per second (Cohen et al. 2019, GTX 1080 Ti)
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The figures a plan is computed from (see :data:`SOURCES`); ``gpu`` names the GPU they are for."""
+
+    gpu: str = DEFAULT_GPU
+    certify_samples_per_second: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "cifar_resnet20": _RESNET110_RATE * 110 / 20,
+            "cifar_resnet56": _RESNET110_RATE * 110 / 56,
+            "cifar_resnet110": _RESNET110_RATE,
+            "imagenet32_resnet110": _RESNET110_RATE,
+            "resnet50": 100_100 / 140.0,
+            "lenet": _RESNET110_RATE * 50,
+        }
+    )
+    # None: certify_samples_per_second / backward_cost, per architecture.
+    train_images_per_second: Mapping[str, float] | None = None
+    backward_cost: float = 3.0
+    method_factors: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "gaussian": 1.0,
+            "standard": 1.0,
+            "smoothadv_pgd": 2.8,
+            "smoothadv_pgd_multi": 12.9,
+            "smoothadv_ddn": 2.8,
+            "pgd_noise": 2.8,
+            "pgd_vanilla": 2.8,  # not measured: PGD on the base classifier as pgd_noise
+            "smoothmix": 7.4,
+            "stability": 1.7,
+            "macer": 20.3,
+            "consistency": 1.8,
+            # ResNet family (cifar_resnet*, imagenet32_resnet110, resnet50): where measured
+            "resnet:smoothadv_pgd": 2.1,
+        }
+    )
+    sequential_saving: Mapping[str, float] = field(default_factory=lambda: {"union": 10.6, "mixture": 8.0})
+    parameters: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "cifar_resnet20": 0.27e6,
+            "cifar_resnet56": 0.85e6,
+            "cifar_resnet110": 1.73e6,
+            "imagenet32_resnet110": 1.79e6,
+            "resnet50": 25.6e6,
+            "lenet": 431_080,
+        }
+    )
+    log_row_bytes: float = 60.0
+
+    def train_rate(self, arch: str) -> float:
+        rates = self.train_images_per_second
+        if rates is not None and arch in rates:
+            return float(rates[arch])
+        return self._lookup("certify_samples_per_second", arch) / self.backward_cost
+
+    def certify_rate(self, arch: str) -> float:
+        return self._lookup("certify_samples_per_second", arch)
+
+    def parameter_count(self, arch: str) -> float:
+        return self._lookup("parameters", arch)
+
+    def _lookup(self, name: str, arch: str) -> float:
+        table = getattr(self, name)
+        depth = re.fullmatch(r"cifar_resnet(\d+)", arch)
+        if arch not in table and depth and "cifar_resnet110" in table:
+            # Any other CIFAR ResNet depth: time proportional to the depth, parameters to the blocks.
+            scale = (int(depth[1]) - 2) / 108 if name == "parameters" else 110 / int(depth[1])
+            return float(table["cifar_resnet110"]) * scale
+        if arch not in table:
+            raise ValueError(
+                f"throughput: no {name} for architecture {arch!r}; it has {', '.join(sorted(table))}"
+            )
+        return float(table[arch])
+
+
+DEFAULT_THROUGHPUT = Throughput()
+
+# A method's benchmarked setting: (attack steps T, noise draws m) of its benchmarks/train_throughput.py row.
+_BENCHMARKED = {
+    "smoothadv_pgd": (2, 1),
+    "smoothadv_pgd_multi": (2, 4),
+    "smoothadv_ddn": (2, 1),
+    "pgd_noise": (2, 1),
+    "pgd_vanilla": (2, 1),
+    "smoothmix": (2, 2),
+    "macer": (0, 16),
+    "consistency": (0, 2),
+}
+
+
+def method_factor(values: Mapping[str, Any], throughput: Throughput = DEFAULT_THROUGHPUT) -> float:
+    """The cost of one training image of the cell ``values`` (TrainConfig fields), relative to Gaussian training.
+
+    Methods with an attack cost ``copies + m * T * a``: ``copies`` is the number of noisy copies of an image the
+    SGD step trains on (``m`` for multi-noise SmoothAdv and SmoothMix, else 1), and ``m * T`` the attack's
+    forward-backward passes (``T`` for the base-classifier PGD methods, which draw no noise). The per-pass cost
+    ``a`` is solved from the benchmarked row (its ``T``, ``m``), so the row's own setting gets its measured
+    factor back. MACER and Consistency scale with their noise count ``m`` (k), Stability and Gaussian are fixed.
+    A ResNet-family architecture uses a ``resnet:<key>`` factor where one is given, else the LeNet one.
+    """
+    method = values["method"]
+    m = int(values.get("num_noise_vec") or 1)
+    steps = int(values.get("steps") or 0)
+    multi = bool(values.get("multi_noise"))
+    key = method
+    if method == "smoothadv":
+        key = (
+            "smoothadv_ddn"
+            if values.get("attack") == "ddn"
+            else "smoothadv_pgd" + ("_multi" if multi else "")
+        )
+    factors = throughput.method_factors
+    if key not in factors:
+        raise ValueError(f"throughput: no method factor for {key!r}; it has {', '.join(sorted(factors))}")
+    resnet = "resnet" in str(values.get("arch", ""))
+    if key not in _BENCHMARKED:  # gaussian, standard, stability: one fixed cost per image
+        return float(factors.get(f"resnet:{key}", factors[key]) if resnet else factors[key])
+    _, m_b = _BENCHMARKED[key]
+    if method in ("macer", "consistency"):  # m (k) noisy copies of every image, no attack
+        return float(factors.get(f"resnet:{key}", factors[key]) if resnet else factors[key]) * m / m_b
+    per_pass = _per_pass(factors, key)
+    if resnet:
+        if f"resnet:{key}" in factors:
+            per_pass = _per_pass(factors, f"resnet:{key}")
+        elif "resnet:smoothadv_pgd" in factors:  # the ResNet/LeNet ratio of the one ResNet attack measured
+            per_pass *= _per_pass(factors, "resnet:smoothadv_pgd") / _per_pass(factors, "smoothadv_pgd")
+    base = method.startswith("pgd_")  # PGD on the base classifier: no noise draws in the attack
+    return _copies(method, multi, m) + (1 if base else m) * steps * per_pass
+
+
+def _copies(method: str, multi: bool, m: int) -> int:
+    """Noisy copies of an image that the SGD step trains on."""
+    return m if multi or method == "smoothmix" else 1
+
+
+def _per_pass(factors: Mapping[str, float], key: str) -> float:
+    """The cost of one attack forward-backward pass, solved from the benchmarked factor of ``key``."""
+    name = key.removeprefix("resnet:")
+    t_b, m_b = _BENCHMARKED[name]
+    draws = 1 if name.startswith("pgd_") else m_b
+    return (float(factors[key]) - _copies(name.split("_")[0], name.endswith("_multi"), m_b)) / (draws * t_b)
+
+
+@dataclass
+class Plan:
+    """A plan's tables, as lists of row dicts (``stages``, ``experiments``, ``rules``) and its totals."""
+
+    config_name: str
+    throughput: Throughput
+    procedure: str
+    stages: list[dict[str, Any]]
+    experiments: list[dict[str, Any]]
+    rules: list[dict[str, Any]]
+    total_gpu_hours: float
+    gpu_jobs: int
+    disk_gb: float
+
+    def text(self) -> str:
+        """The plan as plain-text tables (for stdout)."""
+        lines = [
+            f"Plan of {self.config_name} (throughput for {self.throughput.gpu}; certification: {self.procedure})",
+            "",
+            _text_table(
+                self.stages, ["stage", "jobs", "gpu_hours", "cumulative_cohen", "cumulative_sequential"]
+            ),
+            "",
+            _text_table(self.experiments, ["experiment", "models", "gpu_hours"]),
+            "",
+            f"total: {self.total_gpu_hours:,.1f} GPU-hours, {self.gpu_jobs:,} GPU jobs (SLURM), "
+            f"{self.disk_gb:,.2f} GB of outputs",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def html(self) -> str:
+        """The plan for the report: the three tables and where the figures come from."""
+        parts = [f"<h2>Plan of {self.config_name}</h2>", f"<p>{_escape(self._summary())}</p>"]
+        for title, rows in (
+            ("Per stage", self.stages),
+            ("Per experiment", self.experiments),
+            ("Per rule", self.rules),
+        ):
+            parts += [f"<h3>{title}</h3>", _html_table(rows)]
+        parts.append("<h3>Sources of the throughput figures</h3><ul>")
+        parts += [f"<li><b>{k}</b>: {_escape(v)}</li>" for k, v in SOURCES.items()]
+        parts.append("</ul>")
+        return "\n".join(parts) + "\n"
+
+    def _summary(self) -> str:
+        return (
+            f"{self.total_gpu_hours:,.1f} GPU-hours on {self.throughput.gpu} (certification: {self.procedure}), "
+            f"{self.gpu_jobs:,} GPU jobs, {self.disk_gb:,.2f} GB of outputs."
+        )
+
+
+def plan_config(
+    config: Mapping[str, Any], throughput: Throughput = DEFAULT_THROUGHPUT, name: str = "config"
+) -> Plan:
+    """The plan of a pipeline config (as the workflow sees it; absent optional keys take the schema defaults)."""
+    t = throughput
+    models = grid_models(dict(config))
+    pretrains = pretrain_models(dict(config))
+    synthetic = config.get("data", {}).get("source") == "synthetic"
+
+    def train_size(name: str) -> int:
+        if synthetic:
+            sizes = config["data"].get("synthetic", {})
+            return int(sizes.get("n_tinyimages" if name == "tinyimages" else "n_train", 1000))
+        if name not in TRAIN_SET_SIZE:
+            raise ValueError(
+                f"the training split size of data set {name!r} is not recorded in rsmooth.dataset_info"
+            )
+        return TRAIN_SET_SIZE[name]
+
+    def train_seconds(values: Mapping[str, Any], self_training: bool = False) -> float:
+        images = train_size(values["dataset"]) * (2 if self_training else 1)
+        return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
+
+    stages: list[dict[str, Any]] = []
+    rules: dict[str, list[float]] = {}  # benchmark folder -> [jobs, seconds]
+
+    def add(rule: str, jobs: int, seconds: float) -> None:
+        entry = rules.setdefault(rule, [0, 0.0])
+        entry[0] += jobs
+        entry[1] += seconds
+
+    disk = 0.0
+    pre_seconds = sum(train_seconds(v) for v in pretrains.values())
+    if pretrains:
+        stages.append({"stage": "pre-training", "jobs": len(pretrains), "seconds": pre_seconds})
+        add("pretrain", len(pretrains), pre_seconds)
+        disk += sum(12 * t.parameter_count(v["arch"]) for v in pretrains.values())
+    labels = config.get("pseudo_labels", {}).get("labels", "shipped")
+    if any(m.self_training for m in models.values()) and labels == "model":
+        standard = {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
+        seconds = train_seconds(standard)
+        stages.append({"stage": "standard model (pseudo-labels)", "jobs": 1, "seconds": seconds})
+        add("pseudolabels", 1, seconds)
+        disk += 12 * t.parameter_count(standard["arch"])
+
+    per_method: dict[str, list[float]] = {}
+    per_experiment: dict[str, list[float]] = {e: [0, 0.0] for e in config["experiments"]}
+    model_seconds = {}
+    for model in models.values():
+        seconds = train_seconds(model.train, model.self_training)
+        model_seconds[model.id] = seconds
+        entry = per_method.setdefault(model.train["method"], [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+        disk += 12 * t.parameter_count(model.train["arch"])
+    for method, (jobs, seconds) in per_method.items():
+        stages.append({"stage": f"training: {method}", "jobs": int(jobs), "seconds": seconds})
+        add("train", int(jobs), seconds)
+
+    certify = config["certify"]
+    procedure = certify.get("procedure", "cohen")
+    images = math.ceil(certification_set_size(dict(config)) / certify.get("skip", 1))
+    shards = int(certify.get("shards", 1))
+    n0, n = int(certify.get("n0", 100)), int(certify["n"])
+    saving = float(t.sequential_saving[certify.get("test", "union")])
+    logs = [(m, s) for m in models.values() for s in m.certify_sigmas]
+    cert = {"cohen": 0.0, "sequential": 0.0}
+    cert_by_model: dict[str, float] = {}
+    for model, _sigma in logs:
+        rate = t.certify_rate(model.train["arch"])
+        cert["cohen"] += images * (n0 + n) / rate
+        cert["sequential"] += images * (n / saving) / rate
+        used = images * ((n0 + n) if procedure == "cohen" else n / saving) / rate
+        cert_by_model[model.id] = cert_by_model.get(model.id, 0.0) + used
+    disk += len(logs) * images * t.log_row_bytes
+    for proc in ("cohen", "sequential"):
+        label = (
+            "certification: CERTIFY"
+            if proc == "cohen"
+            else f"certification: sequential ({saving}x fewer samples)"
+        )
+        stages.append({"stage": label, "jobs": len(logs) * shards, "seconds": cert[proc], "procedure": proc})
+    add("certify", len(logs) * shards, cert[procedure])
+
+    attack_jobs, attack_seconds = _attacks(config, models, t)
+    if attack_jobs:
+        stages.append({"stage": "attacks (empirical)", "jobs": attack_jobs, "seconds": attack_seconds})
+        add("attack", attack_jobs, attack_seconds)
+        empirical = config["empirical"]
+        runs = attack_jobs // int(empirical.get("shards", 1))
+        disk += (
+            runs
+            * math.ceil(certification_set_size(dict(config)) / empirical.get("skip", 1))
+            * t.log_row_bytes
+        )
+
+    # Cumulative GPU-hours in stage order, with one certification procedure or the other.
+    totals = {"cohen": 0.0, "sequential": 0.0}
+    for row in stages:
+        proc = row.pop("procedure", None)
+        for which in totals:
+            if proc is None or proc == which:
+                totals[which] += row["seconds"]
+        row["gpu_hours"] = row.pop("seconds") / 3600
+        row["cumulative_cohen"] = totals["cohen"] / 3600 if proc != "sequential" else None
+        row["cumulative_sequential"] = totals["sequential"] / 3600 if proc != "cohen" else None
+        if proc is not None:
+            row["configured"] = proc == procedure
+
+    charged = set()
+    for model in models.values():
+        if model.id in charged:
+            continue
+        charged.add(model.id)
+        entry = per_experiment[model.experiments[0]]
+        entry[0] += 1
+        entry[1] += model_seconds[model.id] + cert_by_model.get(model.id, 0.0)
+    experiments = [
+        {"experiment": e, "models": int(c), "gpu_hours": s / 3600} for e, (c, s) in per_experiment.items()
+    ]
+    if pretrains:
+        experiments.append(
+            {"experiment": "(pre-training)", "models": len(pretrains), "gpu_hours": pre_seconds / 3600}
+        )
+    if attack_jobs:
+        experiments.append({"experiment": "(attacks)", "models": 0, "gpu_hours": attack_seconds / 3600})
+    rule_rows = [{"rule": r, "jobs": int(j), "gpu_hours": s / 3600} for r, (j, s) in rules.items()]
+    return Plan(
+        config_name=name,
+        throughput=t,
+        procedure=procedure,
+        stages=stages,
+        experiments=experiments,
+        rules=rule_rows,
+        total_gpu_hours=totals[procedure] / 3600,
+        gpu_jobs=sum(int(j) for j, _ in rules.values()),
+        disk_gb=disk / 1e9,
+    )
+
+
+def _attacks(config: Mapping[str, Any], models: dict, t: Throughput) -> tuple[int, float]:
+    """GPU jobs and GPU-seconds of the empirical study (section ``empirical``)."""
+    empirical = config.get("empirical")
+    if not empirical:
+        return 0, 0.0
+    settings = attack_settings(dict(config))
+    targets = explicit_attack_targets(dict(config), models)
+    groups = attack_groups(dict(config), models)
+    eps = len(empirical["eps"])
+    # Explicit targets: every eps; envelope groups: one (model, sigma) per group and eps, chosen after
+    # certification; its architecture is taken as the group's first member's.
+    arches = [models[mid].train["arch"] for mid, _ in targets for _ in range(eps)]
+    arches += [
+        models[members[0][0]].train["arch"] for members in groups.values() if members for _ in range(eps)
+    ]
+    images = math.ceil(certification_set_size(dict(config)) / empirical.get("skip", 1))
+    steps = int(empirical["steps"])
+    seconds = 0.0
+    for arch in arches:
+        for s in settings.values():
+            if s.attack == "pgd_stein":
+                passes = s.num_noise * steps
+            else:
+                passes = (1 if s.base_attack else s.num_noise) * steps * t.backward_cost
+            seconds += images * (passes + s.n) / t.certify_rate(arch)
+    return len(arches) * len(settings) * int(empirical.get("shards", 1)), seconds
+
+
+# -- throughput files ------------------------------------------------------------------------------------------
+
+_TABLES = {
+    "certify_samples_per_second",
+    "train_images_per_second",
+    "method_factors",
+    "sequential_saving",
+    "parameters",
+}
+_NUMBERS = {"backward_cost", "log_row_bytes"}
+
+
+def load_throughput(path: str | Path, base: Throughput = DEFAULT_THROUGHPUT) -> Throughput:
+    """A :class:`Throughput` from a YAML or JSON file: each key it has replaces the default (a table key's
+    entries are merged over the default table). A ValueError naming the file and the bad key or value for an
+    unknown key, a non-mapping table, or a figure that is not a positive finite number."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read a throughput file: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path}: a throughput file is a mapping of keys to figures, got {type(data).__name__}"
+        )
+    allowed = {f.name for f in fields(Throughput)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in allowed:
+            raise ValueError(f"{path}: unknown key {key!r}; allowed: {', '.join(sorted(allowed))}")
+        if key == "gpu":
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{path}: 'gpu' must name the GPU the figures are for, got {value!r}")
+            changes[key] = value
+        elif key in _TABLES:
+            if not isinstance(value, dict):
+                raise ValueError(f"{path}: {key!r} must map names to numbers, got {value!r}")
+            for name, figure in value.items():
+                _check_figure(path, f"{key}.{name}", figure)
+            changes[key] = {**(getattr(base, key) or {}), **{str(k): float(v) for k, v in value.items()}}
+        else:
+            _check_figure(path, key, value)
+            changes[key] = float(value)
+    return replace(base, **changes)
+
+
+def _check_figure(path: Path, key: str, value: Any) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(f"{path}: {key} must be a positive number, got {value!r}")
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths, strict=True))
+        )
+    ]
+    lines += [
+        "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{_escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f'<table border="1"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def write_csv(plan: Plan, path: str | Path) -> None:
+    """The per-stage, per-experiment and per-rule rows in one long CSV (``table`` column names the table)."""
+    import csv
+
+    from rsmooth.io import atomic_open
+
+    rows = [
+        *({"table": "stage", **r} for r in plan.stages),
+        *({"table": "experiment", **r} for r in plan.experiments),
+        *({"table": "rule", **r} for r in plan.rules),
+    ]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_open(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
