@@ -16,11 +16,17 @@ CERTIFY (100,100 samples, ResNet-110).
 
     python benchmarks/attack_throughput.py                        # CPU: m_test 1, 8, 128, T = 20
     python benchmarks/attack_throughput.py --device cuda --images 16
+    python benchmarks/attack_throughput.py --device cuda --variants fp32 bf16+cl --no-study   # fast path
+
+With ``--variants`` the rsmooth attack also runs on ``Smooth.attack_model()`` in each fast-path variant
+(``bf16+cl``: bf16 autocast and channels_last, float32 logits and gradients), each beside the same
+reference-style loop; ``--no-study`` skips the extrapolation to the empirical study.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from functools import partial
 from pathlib import Path
@@ -32,6 +38,7 @@ import yaml
 from rsmooth.empirical import attack_smoothed
 from rsmooth.models import get_architecture
 from rsmooth.pipeline import attack_settings, certification_set_size, grid_models
+from rsmooth.smoothing import Smooth
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_CERTIFY_SECONDS = 14.0  # Cohen et al.: ResNet-110, N0 + N = 100,100 samples per image, one GPU
@@ -108,6 +115,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=400, help="PREDICT batch for the forward rate")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--config", default=str(ROOT / "config" / "config.yaml"))
+    parser.add_argument("--variants", nargs="+", default=["fp32"], help="fp32, bf16+cl, fp16+cl, ...")
+    parser.add_argument("--no-study", action="store_true", help="only the attack rates")
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -135,12 +144,21 @@ def main() -> None:
         y = torch.randint(0, 10, (images,), device=device)
         kwargs = dict(eps=args.eps, steps=args.steps, num_noise=m, sigma=args.sigma)
         ref = best_of(partial(reference_style_attack, model, x, y, **kwargs, seed=0), args.repeats, device)
-        ours = best_of(partial(rsmooth_attack, model, x, y, **kwargs, seed=0), args.repeats, device)
-        copies_per_second[m] = images * args.steps * m / ours
-        print(
-            f"m_test {m:4d}: reference-style {images / ref:8.3f} images/s, rsmooth {images / ours:8.3f} images/s "
-            f"({copies_per_second[m]:7.1f} copies/s forward+backward), speed-up {ref / ours:.2f}x"
-        )
+        for variant in args.variants:
+            precision, *flags = variant.split("+")
+            fast = model if variant == "fp32" else Smooth(
+                copy.deepcopy(model), 10, args.sigma, precision=precision, channels_last="cl" in flags
+            ).attack_model()  # fmt: skip
+            ours = best_of(partial(rsmooth_attack, fast, x, y, **kwargs, seed=0), args.repeats, device)
+            if variant == "fp32":
+                copies_per_second[m] = images * args.steps * m / ours
+            print(
+                f"m_test {m:4d} {variant:8s}: reference-style {images / ref:8.3f} images/s, rsmooth "
+                f"{images / ours:8.3f} images/s ({images * args.steps * m / ours:7.1f} copies/s forward+backward), "
+                f"speed-up {ref / ours:.2f}x"
+            )
+    if args.no_study or not copies_per_second:
+        return
 
     config = yaml.safe_load(Path(args.config).read_text())
     copies, predict, logs, images = study_work(config)

@@ -1,13 +1,20 @@
 #!/usr/bin/env python
 """Certification throughput: rsmooth's sampler against a per-image loop in the style of the reference.
 
-Both certify the same images with a randomly initialised CIFAR ResNet-110 at 32x32 and report base-classifier
-samples per second (selection plus estimation draws) and their ratio. The reference style: one image at a
-time, ``torch.no_grad``, the image tiled and noise drawn per batch, predictions moved to the host and counted
-with a Python loop per sample.
+Both certify the same images with a randomly initialised CIFAR ResNet-110 at 32x32 (or ResNet-50 at 224x224,
+``--resnet50``) and report base-classifier samples per second (selection plus estimation draws) and the ratio
+to the reference-style loop measured in the same run. The reference style: one image at a time,
+``torch.no_grad``, fp32, the image tiled and noise drawn per batch, predictions moved to the host and counted
+with a Python loop per sample, at the reference batch (``--batch``, 400 as in the papers).
 
-    python benchmarks/certify_throughput.py                      # CPU, small N
-    python benchmarks/certify_throughput.py --device cuda --n 100000 --batch 400 --amp
+rsmooth is measured for every fast-path variant of ``--variants`` (``fp32``, ``bf16``, ``fp16``, joined with
+``+cl`` for channels_last and ``+compile`` for torch.compile) at every batch of ``--batches`` (``auto``: the
+size ``Smooth.auto_batch_size`` picks; its search is not timed). Runs alternate and the best of
+``--repeats`` is kept, so that load spikes on a shared machine hit every variant alike.
+
+    python benchmarks/certify_throughput.py                      # CPU: fp32, fp32+cl, bf16, bf16+cl
+    python benchmarks/certify_throughput.py --device cuda --n 100000 --variants fp32 bf16+cl bf16+cl+compile \
+        --batches 400 auto
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from rsmooth import fastpath
 from rsmooth.models import get_architecture
 from rsmooth.smoothing import Smooth, certify_from_counts
 
@@ -54,7 +62,23 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - began
 
 
-def main() -> None:
+def parse_variant(text: str) -> tuple[str, bool, bool]:
+    """``bf16+cl+compile`` -> (precision, channels_last, compile)."""
+    precision, *flags = text.split("+")
+    if precision not in fastpath.PRECISIONS or set(flags) - {"cl", "compile"}:
+        raise argparse.ArgumentTypeError(
+            f"a variant is fp32|bf16|fp16 with +cl and/or +compile, got {text!r}"
+        )
+    return precision, "cl" in flags, "compile" in flags
+
+
+def default_variants(device: str) -> list[str]:
+    return (
+        ["fp32", "fp32+cl", "bf16", "bf16+cl"] if device == "cpu" else ["fp32", "bf16+cl", "bf16+cl+compile"]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -62,56 +86,78 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--n0", type=int, default=100)
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=400, help="the reference-style loop's batch")
+    parser.add_argument("--batches", nargs="+", default=None, help="rsmooth's batches (integers or auto)")
+    parser.add_argument("--variants", nargs="+", default=None, help="fp32, bf16+cl, ... (see above)")
     parser.add_argument("--sigma", type=float, default=0.25)
-    parser.add_argument("--amp", action="store_true", help="float16 autocast for rsmooth (CUDA only)")
     parser.add_argument("--depth", type=int, default=110)
+    parser.add_argument("--resnet50", action="store_true", help="ResNet-50 at 224x224 (ImageNet) instead")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = torch.device(args.device)
+    variants = [(v, *parse_variant(v)) for v in args.variants or default_variants(device.type)]
+    batches = args.batches or [str(args.batch)]
     torch.manual_seed(0)
-    model = get_architecture(f"cifar_resnet{args.depth}", "cifar10").to(device).eval()
-    xs = torch.rand(args.images, 3, 32, 32, device=device)
-    smooth = Smooth(model, 10, args.sigma, amp=args.amp)
+    if args.resnet50:
+        arch, dataset, shape, classes = "resnet50", "imagenet", (3, 224, 224), 1000
+    else:
+        arch, dataset, shape, classes = f"cifar_resnet{args.depth}", "cifar10", (3, 32, 32), 10
+    xs = torch.rand(args.images, *shape, device=device)
     samples = args.images * (args.n0 + args.n)
-
-    # Warm-up: cuDNN autotuning and allocator growth are not part of either measurement.
-    smooth.certify(xs[0], args.n0, min(args.n, 2 * args.batch), 0.001, args.batch)
-
     seeds = list(range(args.images))
-    ref_times, ours_times = [], []
-    for _ in range(args.repeats):  # alternate, and keep the best of each, so that load spikes hit both alike
-        ref_times.append(
-            timed(
-                lambda: [
-                    reference_style_certify(model, x, args.n0, args.n, 0.001, args.batch, args.sigma, 10)
-                    for x in xs
-                ],
-                device,
+
+    reference_model = get_architecture(arch, dataset).to(device).eval()
+    runs = {"reference-style loop (fp32)": (args.batch, lambda n=args.n: [
+        reference_style_certify(reference_model, x, args.n0, n, 0.001, args.batch, args.sigma, classes)
+        for x in xs
+    ])}  # fmt: skip
+    for name, precision, channels_last, compile in variants:
+        model = get_architecture(arch, dataset).to(device).eval()  # its own copy: channels_last converts it
+        model.load_state_dict(reference_model.state_dict())
+        try:
+            smooth = Smooth(model, classes, args.sigma, precision=precision, channels_last=channels_last,
+                            compile=compile)  # fmt: skip
+        except ValueError as err:
+            print(f"skipped {name}: {err}")
+            continue
+        for batch in batches:
+            size = (
+                smooth.auto_batch_size(shape, limit=None if device.type == "cuda" else args.n)[0]
+                if batch == "auto"
+                else int(batch)
             )
-        )
-        ours_times.append(
-            timed(lambda: smooth.certify_batch(xs, args.n0, args.n, 0.001, args.batch, seeds=seeds), device)
-        )
-    ref_seconds, ours_seconds = min(ref_times), min(ours_times)
+            label = f"rsmooth {name}" + (" (auto)" if batch == "auto" else "")
+            runs[label] = (size, lambda n=args.n, smooth=smooth, size=size: smooth.certify_batch(
+                xs, args.n0, n, 0.001, size, seeds=seeds))  # fmt: skip
+
+    # Warm-up: cuDNN autotuning, compilation and allocator growth are not part of any measurement.
+    for size, fn in runs.values():
+        fn(min(args.n, 2 * size))
+    times = {label: [] for label in runs}
+    for _ in range(args.repeats):
+        for label, (_, fn) in runs.items():
+            times[label].append(timed(fn, device))
+    best = {label: min(t) for label, t in times.items()}
+    reference = best["reference-style loop (fp32)"]
 
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"CPU ({torch.get_num_threads()} threads)"
     )
-    print(f"device: {name}; torch {torch.__version__}; ResNet-{args.depth} 32x32")
+    print(f"device: {name}; torch {torch.__version__}; {arch} {shape[1]}x{shape[2]}")
+    print(f"images {args.images}, N0 {args.n0}, N {args.n}, best of {args.repeats}")
     print(
-        f"images {args.images}, N0 {args.n0}, N {args.n}, batch {args.batch}, amp {args.amp}, best of {args.repeats}"
+        f"{'run':36s} {'batch':>6s} {'samples/s':>11s} {'s/image':>9s} {'s/image@100k':>13s} {'vs reference':>12s}"
     )
-    print(
-        f"reference-style loop: {samples / ref_seconds:10.1f} samples/s ({ref_seconds / args.images:.3f} s/image)"
-    )
-    print(
-        f"rsmooth:              {samples / ours_seconds:10.1f} samples/s ({ours_seconds / args.images:.3f} s/image)"
-    )
-    print(f"speed-up: {ref_seconds / ours_seconds:.2f}x")
+    for label, (size, _) in runs.items():
+        seconds = best[label]
+        per_100k = seconds / samples * 100_100
+        print(
+            f"{label:36s} {size:6d} {samples / seconds:11.1f} {seconds / args.images:9.3f} {per_100k:13.3f} "
+            f"{reference / seconds:11.2f}x"
+        )
 
 
 if __name__ == "__main__":

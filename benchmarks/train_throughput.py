@@ -5,23 +5,26 @@ The straightforward version is what one writes from the papers' pseudocode: the 
 softmax is averaged with a Python loop over the m noise draws (one forward pass per draw), and gradients are
 normalised with a loop over the examples; Stability, MACER and Consistency run one forward pass per noise
 draw. Both run the same number of attack steps, noise draws and SGD steps on a randomly initialised model
-and random data. The last column is the cost of one image relative to Gaussian training (rsmooth's rates).
+and random data, fp32. rsmooth is then measured for each fast-path variant of ``--variants`` (``fp32``,
+``bf16``, ``fp16`` joined with ``+cl`` for channels_last; fp16 with a gradient scaler, bf16 without), each
+beside the straightforward loop measured in the same run. The last column is the cost of one image relative
+to Gaussian training (rsmooth's rates, same variant).
 
-    python benchmarks/train_throughput.py                          # CPU, ResNet-110, batch 64
+    python benchmarks/train_throughput.py                          # CPU, ResNet-110, batch 64: fp32, bf16+cl
     python benchmarks/train_throughput.py --lenet                  # CPU, LeNet 28x28 (MNIST), batch 64
-    python benchmarks/train_throughput.py --device cuda --batch 256 --amp --channels-last
+    python benchmarks/train_throughput.py --device cuda --batch 256 --variants fp32 fp16+cl bf16+cl
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import time
 
 import torch
 import torch.nn.functional as F
 
+from rsmooth import fastpath
 from rsmooth.models import get_architecture
 from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
@@ -36,7 +39,9 @@ SETTINGS = {
     "stability": {"method": "stability"},
     "macer-k16": {"method": "macer"},  # k = 16, MACER's default
     "consistency-m2": {"method": "consistency"},  # m = 2, Consistency's default here
+    "smoothadv-pgd-m4-T10": {"method": "smoothadv", "attack": "pgd", "steps": 10, "num_noise_vec": 4},
 }  # fmt: skip
+DEFAULT_METHODS = [m for m in SETTINGS if m != "smoothadv-pgd-m4-T10"]
 
 
 def loop_attack(model, x, y, noise, eps, steps, stein=False):
@@ -123,7 +128,26 @@ def measure(step, batches, x, y, device) -> float:
     return batches * len(x) / (time.perf_counter() - began)
 
 
-def main() -> None:
+def parse_variant(text: str) -> tuple[str, bool]:
+    """``bf16+cl`` -> (precision, channels_last)."""
+    precision, *flags = text.split("+")
+    if precision not in fastpath.PRECISIONS or set(flags) - {"cl"}:
+        raise argparse.ArgumentTypeError(f"a variant is fp32|bf16|fp16 with an optional +cl, got {text!r}")
+    return precision, "cl" in flags
+
+
+def rsmooth_step(config: TrainConfig, model, optimizer, device, precision: str, channels_last: bool):
+    """The training step of rsmooth.train.loop for ``precision`` and memory format (as train() builds it)."""
+    fmt = fastpath.memory_format(channels_last)
+    model = model.to(memory_format=fmt)
+    autocast = functools.partial(fastpath.autocast, precision, device.type)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
+    return MethodStep(
+        config, model, optimizer, scaler, autocast=autocast, memory_format=fmt, precision=precision
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -132,11 +156,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--depth", type=int, default=110)
     parser.add_argument("--lenet", action="store_true", help="LeNet on 28x28 MNIST-shaped data instead")
-    parser.add_argument("--amp", action="store_true")
-    parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--methods", nargs="*", default=list(SETTINGS), choices=list(SETTINGS))
-    args = parser.parse_args()
+    parser.add_argument(
+        "--variants", nargs="+", default=["fp32", "bf16+cl"], help="fp32, bf16+cl, fp16+cl, ..."
+    )
+    parser.add_argument("--methods", nargs="*", default=DEFAULT_METHODS, choices=list(SETTINGS))
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
+    variants = [(v, *parse_variant(v)) for v in args.variants]
     arch, dataset, shape = (
         ("lenet", "mnist", (1, 28, 28))
         if args.lenet
@@ -151,47 +177,36 @@ def main() -> None:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     print(
-        f"device: {name}; torch {torch.__version__}; {arch} {'x'.join(map(str, shape[1:]))}; batch {args.batch}; amp {args.amp}; channels_last {args.channels_last}"
+        f"device: {name}; torch {torch.__version__}; {arch} {'x'.join(map(str, shape[1:]))}; batch {args.batch}"
     )
     print(
-        f"{'method':24s} {'rsmooth img/s':>14s} {'straightforward img/s':>22s} {'ratio':>6s} {'cost vs gaussian':>17s}"
+        f"{'method':24s} {'variant':9s} {'rsmooth img/s':>14s} {'straightforward fp32':>21s} {'ratio':>6s} "
+        f"{'cost vs gaussian':>17s}"
     )
-    gaussian_rate = None
+    gaussian_rate: dict[str, float] = {}
     for method in args.methods:
-        config = TrainConfig(
-            arch=arch,
-            batch_size=args.batch,
-            eps=0.5,
-            sigma=0.25,
-            amp=args.amp,
-            channels_last=args.channels_last,
-            dataset=dataset,
-            **SETTINGS[method],
-        ).validate()
+        config = TrainConfig(arch=arch, batch_size=args.batch, eps=0.5, sigma=0.25, dataset=dataset,
+                             **SETTINGS[method]).validate()  # fmt: skip
         model = get_architecture(arch, dataset).to(device).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        use_amp = args.amp and device.type == "cuda"
-        autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else contextlib.nullcontext
-        )
-        fmt = torch.channels_last if args.channels_last and device.type == "cuda" else torch.contiguous_format
-        model = model.to(memory_format=fmt)
-        ours = MethodStep(
-            config,
-            model,
-            optimizer,
-            torch.amp.GradScaler("cuda", enabled=use_amp),
-            autocast=autocast,
-            memory_format=fmt,
-        )
-        ours_rate = measure(ours, args.batches, x, y, device)
         loop_rate = measure(
             functools.partial(loop_step, config, model, optimizer), args.batches, x, y, device
         )
-        if method == "gaussian":
-            gaussian_rate = ours_rate
-        cost = f"{gaussian_rate / ours_rate:17.1f}" if gaussian_rate else f"{'-':>17s}"
-        print(f"{method:24s} {ours_rate:14.1f} {loop_rate:22.1f} {ours_rate / loop_rate:6.2f} {cost}")
+        for variant, precision, channels_last in variants:
+            try:
+                fastpath.check_fast_path(device.type, precision=precision, channels_last=channels_last)
+            except ValueError as err:
+                print(f"{method:24s} {variant:9s} skipped: {err}")
+                continue
+            variant_model = get_architecture(arch, dataset).to(device).train()
+            variant_model.load_state_dict(model.state_dict())
+            variant_optimizer = torch.optim.SGD(variant_model.parameters(), lr=0.01, momentum=0.9)
+            step = rsmooth_step(config, variant_model, variant_optimizer, device, precision, channels_last)
+            rate = measure(step, args.batches, x, y, device)
+            if method == "gaussian":
+                gaussian_rate[variant] = rate
+            cost = f"{gaussian_rate[variant] / rate:17.1f}" if variant in gaussian_rate else f"{'-':>17s}"
+            print(f"{method:24s} {variant:9s} {rate:14.1f} {loop_rate:21.1f} {rate / loop_rate:6.2f} {cost}")
 
 
 if __name__ == "__main__":

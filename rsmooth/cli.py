@@ -5,6 +5,12 @@ value before any work (ranges at argument parsing, the checkpoint against ``--da
 before any data is read) and end a bad input with ``prog: error: message`` and exit status 2. Both record
 the same settings (:func:`log_meta`) in their partial log, so that a resume with another model, data set or
 device is refused.
+
+The fast-path options (``--precision``, ``--channels-last``, ``--compile``, ``--batch auto``;
+:mod:`rsmooth.fastpath`) are recorded in the settings only when they are not the defaults, so a default run
+writes the settings, and therefore resumes from the partial files, exactly as before they existed. ``--batch
+auto`` is measured once per run and recorded (``"batch": "auto"`` beside the ``batch_size`` chosen); a resume
+reuses the recorded size instead of measuring again, so that it draws the noise the first run would have.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +29,8 @@ from rsmooth import __version__
 from rsmooth.certification import select_indices
 from rsmooth.data import DATASETS, get_dataset, num_classes
 from rsmooth.errors import FileFormatError
+from rsmooth.fastpath import AUTO_BATCH_START, DEFAULT_PRECISION, PRECISIONS, check_fast_path
+from rsmooth.logformat import read_partial_settings
 from rsmooth.models import NORMALIZATIONS, load_checkpoint
 from rsmooth.models.architectures import classifier_name, default_num_classes
 from rsmooth.pipeline import DEFAULT_ANALYSIS_RADII
@@ -29,6 +38,7 @@ from rsmooth.sequential import DEFAULT_TEST, TESTS, check_radii
 from rsmooth.smoothing import Smooth
 
 PROCEDURES = ("cohen", "sequential")
+AUTO = "auto"
 
 
 def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +51,12 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sigma", type=float, required=True, help="noise level in [0,1] pixel units")
     parser.add_argument("--N", type=int, default=100_000, help="samples of the estimate (PREDICT / CERTIFY)")
     parser.add_argument("--alpha", type=float, default=0.001, help="failure probability")
-    parser.add_argument("--batch", type=int, default=1000, help="noisy samples per forward pass")
+    parser.add_argument(
+        "--batch",
+        type=_batch,
+        default=1000,
+        help="noisy samples per forward pass, or auto: the fastest that fits, measured once per run",
+    )
     parser.add_argument("--skip", type=int, default=1, help="every skip-th index (reference --skip)")
     parser.add_argument("--max", type=int, default=-1, help="stop at this data set index (reference --max)")
     parser.add_argument("--start", type=int, default=0, help="first data set index of this shard")
@@ -59,7 +74,15 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow a checkpoint that needs the full unpickler (it can run code: trusted files only)",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--amp", action="store_true", help="float16 autocast on CUDA")
+    parser.add_argument("--amp", action="store_true", help="float16 autocast on CUDA (= --precision fp16)")
+    parser.add_argument(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        choices=PRECISIONS,
+        help="autocast precision of the base classifier; the noise is added in fp32 (default fp32)",
+    )
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the base classifier")
     parser.add_argument("--images-per-call", type=int, default=None, help="images per batched call")
     parser.add_argument("--partial", type=Path, default=None, help="resume file (default <outfile>.partial)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,7 +90,12 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_model_and_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Ranges of the options above; ``parser.error`` (exit 2) naming the first bad one."""
-    for name in ("N", "batch", "skip", *(("N0",) if hasattr(args, "N0") else ())):
+    for name in (
+        "N",
+        "skip",
+        *(() if args.batch == AUTO else ("batch",)),
+        *(("N0",) if hasattr(args, "N0") else ()),
+    ):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
     if args.images_per_call is not None and args.images_per_call < 1:
@@ -87,8 +115,25 @@ def check_model_and_data_arguments(parser: argparse.ArgumentParser, args: argpar
             default_num_classes(args.arch)
         except ValueError as err:
             parser.error(f"--arch: {err}")
+    if args.amp and args.precision != DEFAULT_PRECISION:
+        parser.error(f"--amp is --precision fp16 on CUDA: give one of --amp and --precision {args.precision}")
+    try:
+        check_fast_path(
+            args.device, precision=args.precision, channels_last=args.channels_last, compile=args.compile
+        )
+    except ValueError as err:
+        parser.error(f"--{err}")
     if not args.checkpoint.is_file():
         parser.error(f"--checkpoint {args.checkpoint} does not exist")
+
+
+def _batch(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}") from None
 
 
 def load_model(args: argparse.Namespace, prog: str) -> tuple[torch.nn.Module, dict, int]:
@@ -165,11 +210,41 @@ def load_smoothed(args: argparse.Namespace, prog: str) -> tuple[Smooth, Any, lis
     is read."""
     model, _, classes = load_model(args, prog)
     dataset = get_dataset(args.dataset, args.split, args.data_root, augment=False)
-    smooth = Smooth(model.to(args.device), classes, args.sigma, amp=args.amp)
     indices = select_indices(
         len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop
     )
+    shape = tuple(dataset[indices[0] if indices else 0][0].shape)
+    if args.channels_last and len(shape) != 3:
+        raise SystemExit(f"{prog}: error: --channels-last needs images [C, H, W], got shape {shape}")
+    try:
+        smooth = Smooth(
+            model.to(args.device), classes, args.sigma, amp=args.amp, precision=args.precision,
+            channels_last=args.channels_last, compile=args.compile,
+        )  # fmt: skip
+    except ValueError as err:
+        raise SystemExit(f"{prog}: error: {err}") from None
+    args.batch_auto = args.batch == AUTO
+    if args.batch_auto:
+        args.batch = resolve_auto_batch(smooth, args, shape, gradients=prog.startswith("attack"))
     return smooth, dataset, indices
+
+
+def resolve_auto_batch(
+    smooth: Smooth, args: argparse.Namespace, shape: tuple[int, ...], *, gradients: bool
+) -> int:
+    """``--batch auto``: the size recorded by the partial log being resumed, else the fastest measured now
+    (printed to stderr, so the job's log shows the figures the choice came from)."""
+    partial = args.partial or args.outfile.with_name(args.outfile.name + ".partial")
+    recorded = read_partial_settings(partial) if partial.exists() else None
+    if recorded and recorded.get("batch") == AUTO and isinstance(recorded.get("batch_size"), int):
+        print(f"--batch auto: {recorded['batch_size']}, as recorded in {partial}", file=sys.stderr)
+        return recorded["batch_size"]
+    # On a CPU images never share a forward pass, so a batch above the draws per image is never used.
+    limit = None if smooth.device.type == "cuda" else max(args.N, getattr(args, "N0", 1), AUTO_BATCH_START)
+    chosen, measured = smooth.auto_batch_size(shape, limit, gradients=gradients)
+    figures = ", ".join(f"{b}: {rate:.0f}/s" for b, rate in measured.items())
+    print(f"--batch auto: {chosen} ({figures} noisy samples per second)", file=sys.stderr)
+    return chosen
 
 
 def log_meta(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,7 +256,23 @@ def log_meta(args: argparse.Namespace) -> dict[str, Any]:
         "device": torch.device(args.device).type,
         "amp": args.amp,
         "rsmooth": __version__,
+        **fast_path_meta(args),
     }
+
+
+def fast_path_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """The fast-path settings that differ from the defaults (none for a default run: its settings line, and
+    so its resume, stay what they were)."""
+    meta: dict[str, Any] = {}
+    if args.precision != DEFAULT_PRECISION:
+        meta["precision"] = args.precision
+    if args.channels_last:
+        meta["channels_last"] = True
+    if args.compile:
+        meta["compile"] = True
+    if getattr(args, "batch_auto", False):
+        meta["batch"] = AUTO
+    return meta
 
 
 def log_options(args: argparse.Namespace) -> dict[str, Any]:

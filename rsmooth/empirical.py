@@ -187,7 +187,7 @@ def attack_dataset(
         "seed": seed,
         "sigma": smooth.sigma,
     }
-    model, device = smooth.base_classifier, smooth.device
+    model, device = smooth.attack_model(), smooth.device
 
     def rows(chunk: list[int]) -> list[tuple[int, str]]:
         images, labels = zip(*(dataset[i] for i in chunk), strict=True)

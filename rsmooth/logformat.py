@@ -207,6 +207,23 @@ class PartialLog:
         self.path.unlink()
 
 
+def read_partial_settings(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The settings recorded on a partial log's first line, or ``None`` when there is no readable one (the
+    resume itself then reports what is wrong)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not first.startswith(_META_PREFIX):
+        return None
+    try:
+        settings = json.loads(first[len(_META_PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
 def write_log(
     outfile: str | os.PathLike,
     indices: Sequence[int],

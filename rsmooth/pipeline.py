@@ -17,7 +17,14 @@ from typing import Any
 
 from rsmooth.dataset_info import TEST_SET_SIZE
 from rsmooth.train.methods import get_method
-from rsmooth.train_config import OPTIONS, PIPELINE_SET, TRAIN_FIELDS, TrainConfig, method_defaults
+from rsmooth.train_config import (
+    OMITTED_AT_DEFAULT,
+    OPTIONS,
+    PIPELINE_SET,
+    TRAIN_FIELDS,
+    TrainConfig,
+    method_defaults,
+)
 
 # Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
 _PATH_FIELDS = PIPELINE_SET
@@ -184,6 +191,8 @@ def train_arguments(values: dict[str, Any]) -> str:
     parts = []
     for name in TRAIN_FIELDS:
         if name not in values or name in _PATH_FIELDS or values[name] is None:
+            continue
+        if name in OMITTED_AT_DEFAULT and values[name] == OPTIONS[name].default:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(values[name], bool):

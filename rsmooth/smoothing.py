@@ -14,6 +14,11 @@ Noise is N(0, sigma^2 I) added in [0, 1] pixel space, before the model's normali
 clamped. Unlike the reference, noise is drawn and votes are counted on the model's device in whole batches,
 and on a GPU several images share one forward pass when ``n`` is smaller than the batch size.
 
+Fast path (:mod:`rsmooth.fastpath`): ``precision="bf16"`` or ``"fp16"`` runs the base classifier under autocast,
+``channels_last`` feeds it channels-last batches and ``compile`` compiles it. The noise is always drawn and added
+in float32 and the float32 sum is what the model receives (autocast casts it at the first convolution). The
+default (fp32, contiguous, eager) is the reference's arithmetic.
+
 Reproducibility: with ``seed`` given, every image gets its own generator and draws its noise in chunks that
 depend only on ``n`` and ``batch_size``, never on which other images share the call. A certification split
 into shards, or resumed after a kill, therefore draws exactly the noise an uninterrupted run would have
@@ -31,6 +36,8 @@ import torch
 from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 
+from rsmooth import fastpath
+from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.logformat import ABSTAIN  # -1: what PREDICT and CERTIFY return, as the logs record it
 from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, check_radii, sequential_test
 
@@ -85,7 +92,11 @@ class Smooth:
     """A smoothed classifier g(x) = argmax_c P(f(x + eps) = c), eps ~ N(0, sigma^2 I).
 
     ``base_classifier`` maps a batch ``[B, C, H, W]`` in [0, 1] pixel space to logits (normalization is its
-    first layer). ``amp`` runs the forward passes under float16 autocast on CUDA (ignored on CPU).
+    first layer). ``precision`` (``fp32``, ``bf16``, ``fp16``) is the autocast precision of the forward passes;
+    ``amp`` is the older spelling of fp16 autocast on CUDA (ignored on CPU). ``channels_last`` converts the
+    model and its input batches to the channels-last memory format; ``compile`` wraps the model in
+    ``torch.compile`` (eager with a warning if compiling fails). Options that cannot work on the model's device
+    raise ``ValueError`` here (:func:`rsmooth.fastpath.check_fast_path`).
     ``group_images`` lets several images share a forward pass when ``n`` is below the batch size; by default
     only on CUDA (on a CPU larger batches are slower per sample). Results are the same either way.
     """
@@ -100,6 +111,9 @@ class Smooth:
         *,
         amp: bool = False,
         group_images: bool | None = None,
+        precision: str = DEFAULT_PRECISION,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -110,6 +124,13 @@ class Smooth:
         self.sigma = float(sigma)
         self.amp = amp
         self.group_images = group_images
+        check_fast_path(self.device.type, precision=precision, channels_last=channels_last, compile=compile)
+        self.precision = precision
+        self.channels_last = channels_last
+        self.compile = compile
+        if channels_last:
+            base_classifier.to(memory_format=fastpath.memory_format(True))
+        self._compiled = fastpath.CompiledForward(base_classifier) if compile else None
 
     @property
     def device(self) -> torch.device:
@@ -354,7 +375,9 @@ class Smooth:
                 while remaining > 0:
                     size = min(batch_size, remaining)
                     remaining -= size
-                    noise = torch.randn((size, *shape), device=xs.device, generator=generator)
+                    noise = torch.randn(
+                        (size, *shape), device=xs.device, dtype=torch.float32, generator=generator
+                    )
                     rows = torch.full((size,), i, dtype=torch.int64, device=xs.device)
                     yield rows, xs[i] + noise * self.sigma
             return
@@ -363,7 +386,7 @@ class Smooth:
             stop = min(start + per_batch, len(generators))
             noise = torch.cat(
                 [
-                    torch.randn((num, *shape), device=xs.device, generator=generators[i])
+                    torch.randn((num, *shape), device=xs.device, dtype=torch.float32, generator=generators[i])
                     for i in range(start, stop)
                 ]
             )
@@ -371,10 +394,48 @@ class Smooth:
             yield rows, xs[rows] + noise * self.sigma
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        use_amp = self.amp and batch.device.type == "cuda"
-        autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        """Logits of the float32 noisy ``batch``; in reduced precision autocast casts it inside the model."""
+        device_type = batch.device.type
+        if self.precision != DEFAULT_PRECISION:
+            autocast = fastpath.autocast(self.precision, device_type)
+        elif self.amp and device_type == "cuda":
+            autocast = torch.autocast("cuda", dtype=torch.float16)
+        else:
+            autocast = contextlib.nullcontext()
+        batch = fastpath.to_memory_format(batch, self.channels_last)
+        model = self._compiled or self.base_classifier
         with autocast:
-            return self.base_classifier(batch)
+            return model(batch)
+
+    def attack_model(self) -> torch.nn.Module:
+        """The base classifier as the attacks should call it: itself in the default fp32, else a wrapper that
+        runs it in this classifier's precision and memory format and returns float32 logits (so that the
+        attacks' softmax, log and gradients stay in float32)."""
+        if self.precision == DEFAULT_PRECISION and not self.channels_last and self._compiled is None:
+            return self.base_classifier
+        return FastForward(self.base_classifier, self.precision, self.channels_last, self._compiled)
+
+    def auto_batch_size(
+        self, shape: Sequence[int], limit: int | None = None, *, gradients: bool = False
+    ) -> tuple[int, dict[int, float]]:
+        """:func:`rsmooth.fastpath.auto_batch_size` for this classifier's forward pass on ``shape`` images:
+        ``(fastest batch, samples/s per batch tried)``; measured on zero images, no generator is touched.
+        With ``gradients`` each pass also back-propagates to the input, as the attacks do (more memory)."""
+        device = self.device
+        self.base_classifier.eval()
+
+        def forward(size: int) -> None:
+            batch = torch.zeros((size, *shape), device=device)
+            if gradients:
+                batch.requires_grad_(True)
+                torch.autograd.grad(self.attack_model()(batch).logsumexp(dim=1).sum(), batch)
+            else:
+                with torch.inference_mode():
+                    self._forward(batch).argmax(dim=1)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        return fastpath.auto_batch_size(forward, device.type, limit=limit)
 
     def _generators(
         self, xs: torch.Tensor, seeds: Sequence[int] | None
@@ -385,6 +446,22 @@ class Smooth:
             raise ValueError(f"got {len(seeds)} seeds for {xs.shape[0]} images")
         device = self.device
         return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+
+
+class FastForward(torch.nn.Module):
+    """``module`` under autocast to ``precision``, fed ``channels_last`` batches, returning float32 logits."""
+
+    def __init__(self, module: torch.nn.Module, precision: str, channels_last: bool, compiled=None) -> None:
+        super().__init__()
+        self.module = module
+        self.precision = precision
+        self.channels_last = channels_last
+        self._compiled = compiled
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = fastpath.to_memory_format(batch, self.channels_last)
+        with fastpath.autocast(self.precision, batch.device.type):
+            return (self._compiled or self.module)(batch).float()
 
 
 class _SequentialRun:

@@ -20,6 +20,7 @@ import dataclasses
 from typing import Any
 
 from rsmooth.dataset_info import DATASET_SPECS, DATASETS
+from rsmooth.fastpath import DEFAULT_PRECISION, PRECISIONS
 from rsmooth.train.methods import REGISTRY, Method, Option, get_method
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
@@ -57,9 +58,13 @@ _INPUTS_AND_RUNTIME = (
     Option("seed", int, 0, "seed of weights, data order and noise", minimum=0),
     Option("workers", int, 2, "data loader workers", minimum=0),
     Option("test_subset", int, 0, "test images evaluated per epoch (0: all)", minimum=0),
-    Option("amp", bool, False, "float16 autocast (CUDA)"),
-    Option("channels_last", bool, False, "channels-last memory format (CUDA)"),
+    Option("amp", bool, False, "float16 autocast with a gradient scaler (CUDA; = precision fp16)"),
+    Option("channels_last", bool, False, "channels-last memory format"),
+    Option("precision", str, DEFAULT_PRECISION, "autocast precision: bf16 (no gradient scaler) or fp16 (CUDA)", choices=PRECISIONS),
 )  # fmt: skip
+# Options added after results existed: at their default they stay off the train jobs' command lines
+# (rsmooth.pipeline.train_arguments), so that the jobs of existing configs keep their commands and never rerun.
+OMITTED_AT_DEFAULT = ("precision",)
 _SCHEDULE = (
     Option(
         "lr_decay_offset", int, None,
@@ -126,8 +131,12 @@ class _TrainConfigBase:
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first bad value and what is allowed; return self."""
-        for name in ("dataset", "method", "attack"):
+        for name in ("dataset", "method", "attack", "precision"):
             OPTIONS[name].check(getattr(self, name))
+        if self.amp and self.precision != DEFAULT_PRECISION:
+            raise ValueError(
+                f"amp is precision fp16 with a gradient scaler: set one of amp and precision {self.precision!r}"
+            )
         if not DATASET_SPECS[self.dataset].trainable:
             raise ValueError(
                 f"dataset {self.dataset!r} has pseudo-labels only: train on cifar10 with pseudo_labels=..."

@@ -32,9 +32,11 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from rsmooth import fastpath
 from rsmooth.data import get_dataset, num_classes
 from rsmooth.data.pseudolabel import load_merged_trainset
 from rsmooth.errors import ResumeFileError, describe_exception
+from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.io import atomic_open, atomic_torch_save
 from rsmooth.models import (
     NORMALIZATIONS,
@@ -45,7 +47,7 @@ from rsmooth.models import (
 )
 from rsmooth.train.batches import epoch_rng, plan_epoch, rank_slice
 from rsmooth.train.methods import MethodStep
-from rsmooth.train_config import TrainConfig
+from rsmooth.train_config import OPTIONS, TrainConfig
 
 LOG_COLUMNS = ("epoch", "time", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc_adv")
 
@@ -105,9 +107,10 @@ def train(
     device = _setup_device(ddp, device)
     use_cuda = device.type == "cuda"
     try:
+        check_fast_path(device.type, precision=config.precision, channels_last=config.channels_last)
         train_set, num_labelled, test_set = _datasets(config, Path(data_root))
         model, normalization = _build_model(config, device)
-        memory_format = torch.channels_last if config.channels_last and use_cuda else torch.contiguous_format
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(memory_format=memory_format)
         optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -120,7 +123,9 @@ def train(
             if config.lr_step_size
             else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         )
-        scaler = torch.amp.GradScaler("cuda", enabled=config.amp and use_cuda)
+        # bf16 has float32's exponent range and needs no scaler; fp16 (amp) does.
+        precision = ("fp16" if use_cuda else DEFAULT_PRECISION) if config.amp else config.precision
+        scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda)
         start_epoch, history = 0, []
         if resume_path.exists():
             start_epoch, history = _load_resume(resume_path, config, model, optimizer, scheduler, scaler)
@@ -131,11 +136,19 @@ def train(
                 )
         trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
         autocast = (
-            (lambda: torch.autocast("cuda", dtype=torch.float16))
-            if config.amp and use_cuda
+            (lambda: fastpath.autocast(precision, device.type))
+            if precision != DEFAULT_PRECISION
             else contextlib.nullcontext
         )
-        step = MethodStep(config, trained, optimizer, scaler, autocast=autocast, memory_format=memory_format)
+        step = MethodStep(
+            config,
+            trained,
+            optimizer,
+            scaler,
+            autocast=autocast,
+            memory_format=memory_format,
+            precision=precision,
+        )
 
         for epoch in range(start_epoch, config.epochs):
             began = time.time()
@@ -409,8 +422,13 @@ def _load_resume(
     scaler: torch.amp.GradScaler,
 ) -> tuple[int, list[dict[str, float]]]:
     state = _read_resume_state(path)
-    if state["config"] != config.to_dict():
-        changed = sorted(k for k, v in config.to_dict().items() if state["config"].get(k) != v)
+    # Options added since the file was written are read as their defaults (a run resumes across the upgrade).
+    stored = {
+        **{k: v for k, v in config.to_dict().items() if k not in state["config"] and v == OPTIONS[k].default},
+        **state["config"],
+    }
+    if stored != config.to_dict():
+        changed = sorted(k for k, v in config.to_dict().items() if stored.get(k) != v)
         raise ValueError(
             f"resume file {path} was written with other settings ({', '.join(changed)}); "
             "delete it to start over, or rerun with the original settings"

@@ -37,7 +37,9 @@ rule attack_shard:
         dataset=config["training"]["dataset"],
         e=EMPIRICAL,
         setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
-        trust=TRUST_CHECKPOINT,
+        # The fast-path options that are not the defaults, and --trust-checkpoint: empty for a default config,
+        # so that the command stays exactly as it was.
+        trust=" ".join(filter(None, [*fast_path_arguments(EMPIRICAL or {}), TRUST_CHECKPOINT])),
     shell:
         "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
         "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.setting} "

@@ -22,13 +22,15 @@ rule certify_shard:
         root=lambda wc, input: data_root(input.data),
         dataset=config["training"]["dataset"],
         c=config["certify"],
-        # --amp, the options of certify.procedure: sequential, and --trust-checkpoint. One parameter, so that
-        # CERTIFY's command and parameters stay exactly as they were (no rerun of existing shards).
+        # --amp, the fast-path options that are not the defaults (precision, channels_last, compile), the
+        # options of certify.procedure: sequential, and --trust-checkpoint. One parameter, so that CERTIFY's
+        # command and parameters stay exactly as they were (no rerun of existing shards).
         amp=" ".join(
             filter(
                 None,
                 [
                     "--amp" if config["certify"].get("amp") else "",
+                    *fast_path_arguments(config["certify"]),
                     sequential_arguments(config),
                     TRUST_CHECKPOINT,
                 ],

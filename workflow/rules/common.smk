@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+from rsmooth.fastpath import fast_path_arguments
 from rsmooth.pipeline import (
     attack_groups,
     attack_log,

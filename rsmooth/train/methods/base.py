@@ -197,10 +197,17 @@ class Method:
         *,
         autocast: Callable[[], contextlib.AbstractContextManager],
         memory_format: Any = None,
+        precision: str = "fp32",
     ) -> None:
         self.config = config
         self.model = model  # possibly DistributedDataParallel: used for the training forward passes
         self.base = model.module if hasattr(model, "module") else model  # attacks run on the bare model
+        channels_last = memory_format is not None and memory_format == torch.channels_last
+        if precision != "fp32" or channels_last:
+            # The attacks inside training run in the training's precision and memory format too.
+            from rsmooth.smoothing import FastForward
+
+            self.base = FastForward(self.base, precision, channels_last)
         self.optimizer = optimizer
         self.scaler = scaler
         self.autocast = autocast
@@ -236,6 +243,10 @@ class Method:
 
     def logits(self, inputs: Any) -> Any:
         with self.autocast():
+            if self.memory_format == torch.channels_last:
+                from rsmooth.fastpath import to_memory_format
+
+                inputs = to_memory_format(inputs, True)  # a clear error for inputs that are not images
             return self.model(inputs.contiguous(memory_format=self.memory_format)).float()
 
     def update(self, loss: Any) -> None:
