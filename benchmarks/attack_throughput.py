@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import yaml
+from timing import timed
 
 from rsmooth.empirical import attack_smoothed
 from rsmooth.models import get_architecture
@@ -75,16 +75,7 @@ def reference_style_attack(model, x, y, *, eps, steps, num_noise, sigma, seed):
 
 
 def best_of(fn, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        began = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - began)
-    return min(times)
+    return min(timed(fn, device) for _ in range(repeats))
 
 
 def study_work(config: dict) -> tuple[float, float, int, int]:

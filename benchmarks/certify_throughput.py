@@ -20,10 +20,10 @@ size ``Smooth.auto_batch_size`` picks; its search is not timed). Runs alternate 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
+from timing import timed
 
 from rsmooth import fastpath
 from rsmooth.models import get_architecture
@@ -50,16 +50,6 @@ def reference_style_certify(model, x, n0, n, alpha, batch_size, sigma, num_class
     top = int(selection.argmax())
     estimation = reference_style_counts(model, x, n, batch_size, sigma, num_classes)
     return certify_from_counts(top, int(estimation[top]), n, alpha, sigma)
-
-
-def timed(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    began = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - began
 
 
 def parse_variant(text: str) -> tuple[str, bool, bool]:

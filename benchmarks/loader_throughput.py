@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import timed
 from torch.utils.data import DataLoader
 
 from rsmooth import fastpath
@@ -61,15 +62,8 @@ def train_rate(
                       memory_format=fmt, precision=precision)  # fmt: skip
     x = torch.rand(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    step(x, y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    began = time.perf_counter()
-    for _ in range(steps):
-        step(x, y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch / (time.perf_counter() - began)
+    step(x, y)  # warm-up
+    return steps * batch / timed(lambda: [step(x, y) for _ in range(steps)], device)
 
 
 def main(argv: list[str] | None = None) -> None:

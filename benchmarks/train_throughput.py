@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import timed
 
 from rsmooth import fastpath
 from rsmooth.models import get_architecture
@@ -118,14 +118,7 @@ def loop_baseline_step(config: TrainConfig, model, optimizer, x, y):
 
 def measure(step, batches, x, y, device) -> float:
     step(x, y)  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    began = time.perf_counter()
-    for _ in range(batches):
-        step(x, y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return batches * len(x) / (time.perf_counter() - began)
+    return batches * len(x) / timed(lambda: [step(x, y) for _ in range(batches)], device)
 
 
 def parse_variant(text: str) -> tuple[str, bool]:
