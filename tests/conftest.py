@@ -13,7 +13,6 @@ from rsmooth.models import get_architecture, save_checkpoint
 
 
 class CheckpointFiles(NamedTuple):
-    base: Path
     data_root: Path  # generated CIFAR-10 in the published python format: 10 train, 40 test images
     checkpoint: Path  # a ResNet-20 (seed 0) saved by rsmooth, trained at sigma 0.25
     released: Path  # the same weights in the references' format (epoch, arch, state_dict, optimizer)
@@ -35,4 +34,4 @@ def cifar10_checkpoint(tmp_path_factory) -> CheckpointFiles:
     released = base / "released.pth.tar"
     state = {"epoch": 1, "arch": "cifar_resnet20", "state_dict": model.state_dict(), "optimizer": None}
     torch.save(state, released)
-    return CheckpointFiles(base, data_root, checkpoint, released)
+    return CheckpointFiles(data_root, checkpoint, released)
