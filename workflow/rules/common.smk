@@ -193,7 +193,7 @@ def attack_runs():
 
 def attack_plan_inputs(wildcards):
     """The attack logs, their shards and the certification logs they are audited against. `all` takes them
-    too: Snakemake remakes a deleted shard only when it is a target's input, as the certification shards are."""
+    too: Snakemake remakes a deleted shard only when a target needs it (as for the certification shards)."""
     runs = attack_runs()
     shards = {f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv" for r in runs for k in range(len(ATTACK_SHARDS))}
     return sorted({r["log"] for r in runs} | shards | {r["certify_log"] for r in runs})
