@@ -14,7 +14,10 @@ Partial file. While a run is in progress its rows go to ``<log>.partial``: a fir
 ``# rsmooth-certify {settings as JSON}``, the header, then rows in the order they were done, fsynced per call.
 A rerun resumes from it when its settings are the same and refuses otherwise; a last line cut by a kill is
 dropped and redone. Only once every selected index is done is the complete log written under its final name
-(atomically, rows in index order) and the partial file removed (:func:`write_log`).
+(atomically, rows in index order) and the partial file renamed ``<log>.done``: the record of the finished run.
+A rerun with the very same settings whose log is gone (Snakemake deletes the outputs of a job it counts as
+failed, e.g. every member of a killed SLURM bundle) rewrites the log from that record instead of redoing the
+work; a rerun with other settings discards it (:func:`write_log`).
 
 Reading. Every row written here matches a strict pattern (:func:`parse_rows`: the partial file and the shards
 to merge are read that way, without pandas). Logs of the reference code are read by :func:`read_certify_log`
@@ -194,8 +197,11 @@ class PartialLog:
             os.fsync(handle.fileno())
         self.rows.update(rows)
 
-    def finalize(self, outfile: str | os.PathLike, indices: Iterable[int]) -> None:
-        """Write the complete log under ``outfile`` (rows in index order) and remove the partial file."""
+    def finalize(
+        self, outfile: str | os.PathLike, indices: Iterable[int], keep_as: str | os.PathLike | None = None
+    ) -> None:
+        """Write the complete log under ``outfile`` (rows in index order); the partial file is then renamed to
+        ``keep_as`` (the run's record, see :func:`write_log`) or removed."""
         missing = [i for i in indices if i not in self.rows]
         if missing:
             raise RuntimeError(
@@ -204,7 +210,10 @@ class PartialLog:
         with atomic_open(outfile) as handle:
             handle.write("\t".join(self.header) + "\n")
             handle.writelines(self.rows[i] for i in sorted(self.rows))
-        self.path.unlink()
+        if keep_as is not None:
+            os.replace(self.path, keep_as)
+        else:
+            self.path.unlink()
 
 
 def read_partial_settings(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -245,6 +254,9 @@ def write_log(
 
     outfile = Path(outfile)
     partial_path = Path(partial_path) if partial_path else outfile.with_name(outfile.name + ".partial")
+    done_path = partial_path.with_name(partial_path.name.removesuffix(".partial") + ".done")
+    if _rewrite_from_record(done_path, partial_path, outfile, indices, settings, header):
+        return outfile
     log = PartialLog(partial_path, settings, header=header)
     todo = [i for i in indices if i not in log.rows]
     if log.rows:
@@ -256,8 +268,39 @@ def write_log(
         log.append(rows(chunk))
         bar.update(len(chunk))
     bar.close()
-    log.finalize(outfile, indices)
+    log.finalize(outfile, indices, keep_as=done_path)
     return outfile
+
+
+def _rewrite_from_record(
+    done_path: Path,
+    partial_path: Path,
+    outfile: Path,
+    indices: Sequence[int],
+    settings: dict[str, Any],
+    header: Sequence[str],
+) -> bool:
+    """Write ``outfile`` from the record of a finished run (``<log>.done``: the partial file, renamed when the
+    run ended) when that run had these very settings (the checkpoint's sha256 among them) and every index;
+    otherwise drop the record. Snakemake deletes a finished job's output when the job is counted as failed
+    (a SLURM bundle killed after some of its members ended, a time limit hit while Snakemake stored the
+    output): the rerun then costs nothing."""
+    if partial_path.exists() or not done_path.exists():
+        return False
+    if read_partial_settings(done_path) == settings:
+        try:
+            record = PartialLog(done_path, settings, header=header)
+        except (LogFormatError, ValueError):
+            record = None
+        if record is not None and all(i in record.rows for i in indices):
+            record.finalize(outfile, indices, keep_as=done_path)
+            print(
+                f"{outfile}: rewritten from {done_path}, the record of a finished run with these settings",
+                file=sys.stderr,
+            )
+            return True
+    done_path.unlink()
+    return False
 
 
 def merge_logs(shards: Sequence[str | os.PathLike]) -> list[str]:

@@ -29,6 +29,12 @@ from rsmooth.train_config import (
 # Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
 _PATH_FIELDS = PIPELINE_SET
 
+# Certified (or attacked) images per GPU job when the config gives neither shards nor images_per_job: about
+# four GPU-hours at N0 + N = 100,100 on a GTX 1080 Ti, the rate of Cohen et al.'s logs (rsmooth.plan; about
+# 14 s per 32x32 image with ResNet-110, 140 s per ImageNet image with ResNet-50); current GPUs take less.
+# MNIST's LeNet is taken as 50x ResNet-110 (rsmooth.plan's estimate): 10,000 images in under an hour.
+DEFAULT_IMAGES_PER_JOB = {"cifar10": 1000, "imagenet": 100, "mnist": 10_000}
+
 # The analysis radii's default (workflow/schemas/config.schema.yaml, analysis.radii).
 DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
 
@@ -41,6 +47,9 @@ class GridModel:
     train: dict[str, Any]  # TrainConfig fields (without the input paths)
     experiments: list[str] = field(default_factory=list)
     certify_sigmas: list[float] = field(default_factory=list)
+    # Every how-many-th test image is certified: the gcd of the skips of the experiments asking for the model
+    # (None: config certify.skip), so that each experiment's images are among the certified ones.
+    certify_skip: int | None = None
     pretrain: str | None = None  # id of the pre-training model to fine-tune
     self_training: bool = False  # the experiment sets `pseudo_labels: true`
 
@@ -155,6 +164,8 @@ def grid_models(config: dict[str, Any]) -> dict[str, GridModel]:
             model = models.setdefault(mid, GridModel(mid, values, pretrain=pretrain, self_training=pseudo))
             model.experiments.append(name)
             model.certify_sigmas = sorted(set(model.certify_sigmas) | set(sigmas))
+            skip = int(experiment.get("certify_skip", config["certify"].get("skip", 1)))
+            model.certify_skip = skip if model.certify_skip is None else math.gcd(model.certify_skip, skip)
     return models
 
 
@@ -184,6 +195,34 @@ def shard_ranges(num_images: int, shards: int) -> list[tuple[int, int]]:
         raise ValueError(f"shards must be >= 1, got {shards}")
     bounds = [round(i * num_images / shards) for i in range(shards + 1)]
     return list(itertools.pairwise(bounds))
+
+
+def job_ranges(num_images: int, skip: int, images_per_job: int) -> list[tuple[int, int]]:
+    """Contiguous ``[start, stop)`` index ranges covering ``range(num_images)``, each holding at most
+    ``images_per_job`` of the selected images (every ``skip``-th index), as evenly as that allows."""
+    if skip < 1 or images_per_job < 1:
+        raise ValueError(f"skip and images_per_job must be >= 1, got {skip} and {images_per_job}")
+    selected = -(-num_images // skip)
+    jobs = max(1, -(-selected // images_per_job))
+    # Cut between selected images (multiples of skip), so each job certifies the images it counts.
+    bounds = [round(i * selected / jobs) * skip for i in range(jobs)] + [num_images]
+    return list(itertools.pairwise(bounds))
+
+
+def work_ranges(config: dict[str, Any], section: str, skip: int) -> list[tuple[int, int]]:
+    """The jobs of one model's certification (``section`` "certify") or one attack run ("empirical"): a fixed
+    number (``shards``) or a size (``images_per_job``, default :data:`DEFAULT_IMAGES_PER_JOB` of the data set)."""
+    values = config[section]
+    size = certification_set_size(config)
+    if "shards" in values and "images_per_job" in values:
+        raise ValueError(
+            f"{section}: give shards (a number of jobs) or images_per_job (their size), not both; "
+            f"got shards={values['shards']}, images_per_job={values['images_per_job']}"
+        )
+    if "shards" in values:
+        return shard_ranges(size, int(values["shards"]))
+    per_job = values.get("images_per_job", DEFAULT_IMAGES_PER_JOB.get(config["training"]["dataset"], size))
+    return job_ranges(size, skip, int(per_job))
 
 
 def train_arguments(values: dict[str, Any]) -> str:

@@ -53,6 +53,7 @@ from rsmooth.pipeline import (
     explicit_attack_targets,
     grid_models,
     pretrain_models,
+    work_ranges,
 )
 
 __all__ = ["DEFAULT_THROUGHPUT", "Plan", "Throughput", "load_throughput", "method_factor", "plan_config"]
@@ -343,35 +344,38 @@ def plan_config(
 
     certify = config["certify"]
     procedure = certify.get("procedure", "cohen")
-    images = math.ceil(certification_set_size(dict(config)) / certify.get("skip", 1))
-    shards = int(certify.get("shards", 1))
+    size = certification_set_size(dict(config))
     n0, n = int(certify.get("n0", 100)), int(certify["n"])
     saving = float(t.sequential_saving[certify.get("test", "union")])
     logs = [(m, s) for m in models.values() for s in m.certify_sigmas]
     cert = {"cohen": 0.0, "sequential": 0.0}
     cert_by_model: dict[str, float] = {}
+    certify_jobs = 0
     for model, _sigma in logs:
+        skip = model.certify_skip or int(certify.get("skip", 1))
+        images = math.ceil(size / skip)
+        certify_jobs += len(work_ranges(dict(config), "certify", skip))
         rate = t.certify_rate(model.train["arch"])
         cert["cohen"] += images * (n0 + n) / rate
         cert["sequential"] += images * (n / saving) / rate
         used = images * ((n0 + n) if procedure == "cohen" else n / saving) / rate
         cert_by_model[model.id] = cert_by_model.get(model.id, 0.0) + used
-    disk += len(logs) * images * t.log_row_bytes
+        disk += images * t.log_row_bytes
     for proc in ("cohen", "sequential"):
         label = (
             "certification: CERTIFY"
             if proc == "cohen"
             else f"certification: sequential ({saving}x fewer samples)"
         )
-        stages.append({"stage": label, "jobs": len(logs) * shards, "seconds": cert[proc], "procedure": proc})
-    add("certify", len(logs) * shards, cert[procedure])
+        stages.append({"stage": label, "jobs": certify_jobs, "seconds": cert[proc], "procedure": proc})
+    add("certify", certify_jobs, cert[procedure])
 
     attack_jobs, attack_seconds = _attacks(config, models, t)
     if attack_jobs:
         stages.append({"stage": "attacks (empirical)", "jobs": attack_jobs, "seconds": attack_seconds})
         add("attack", attack_jobs, attack_seconds)
         empirical = config["empirical"]
-        runs = attack_jobs // int(empirical.get("shards", 1))
+        runs = attack_jobs // len(work_ranges(dict(config), "empirical", int(empirical.get("skip", 1))))
         disk += (
             runs
             * math.ceil(certification_set_size(dict(config)) / empirical.get("skip", 1))
@@ -447,7 +451,8 @@ def _attacks(config: Mapping[str, Any], models: dict, t: Throughput) -> tuple[in
             else:
                 passes = (1 if s.base_attack else s.num_noise) * steps * t.backward_cost
             seconds += images * (passes + s.n) / t.certify_rate(arch)
-    return len(arches) * len(settings) * int(empirical.get("shards", 1)), seconds
+    jobs_per_run = len(work_ranges(dict(config), "empirical", int(empirical.get("skip", 1))))
+    return len(arches) * len(settings) * jobs_per_run, seconds
 
 
 # -- throughput files ------------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from rsmooth.pipeline import (
     TRAIN_FIELDS,
     certification_set_size,
     grid_models,
+    job_ranges,
     pretrain_models,
-    shard_ranges,
+    work_ranges,
 )
 from rsmooth.train.methods import REGISTRY
 from rsmooth.train_config import (
@@ -120,13 +121,69 @@ def test_preset_validates_and_expands(path):
     assert all(cell.certify_sigmas for cell in cells.values())
     if any(cell.pretrain for cell in cells.values()):
         assert {cell.pretrain for cell in cells.values() if cell.pretrain} <= set(pretrain_models(config))
-    shards = shard_ranges(certification_set_size(config), config["certify"]["shards"])
-    assert len(shards) == config["certify"]["shards"]
+    for model in cells.values():  # the jobs of every model cover its images, each at most images_per_job
+        jobs = work_ranges(config, "certify", model.certify_skip)
+        assert jobs[0][0] == 0 and jobs[-1][1] == certification_set_size(config)
+        if "images_per_job" in config["certify"]:
+            sizes = [
+                len(range(start + (-start) % model.certify_skip, stop, model.certify_skip))
+                for start, stop in jobs
+            ]
+            assert max(sizes) <= config["certify"]["images_per_job"] and sum(sizes) == len(
+                range(0, jobs[-1][1], model.certify_skip)
+            )
 
 
 def test_the_base_config_of_these_tests_is_valid():
     cells = grid_models(validated(copy.deepcopy(BASE)))
     assert len(cells) == 2 + 2 + 2 + 1
+
+
+def test_jobs_hold_at_most_images_per_job_selected_images_cut_between_them():
+    assert job_ranges(10_000, 20, 1000) == [(0, 10_000)]  # the 500 images of skip 20 in one job
+    assert job_ranges(10_000, 1, 1000) == [(i, i + 1000) for i in range(0, 10_000, 1000)]
+    assert job_ranges(50_000, 100, 100) == [(i, i + 10_000) for i in range(0, 50_000, 10_000)]
+    # 4 selected images (0, 3, 6, 9), at most 2 a job: two jobs, cut at a selected index.
+    assert job_ranges(10, 3, 2) == [(0, 6), (6, 10)]
+    # 7 images at most 3 a job: three near-equal jobs (2, 3, 2), not 3, 3, 1.
+    assert [stop - start for start, stop in job_ranges(7, 1, 3)] == [2, 3, 2]
+    with pytest.raises(ValueError, match="images_per_job must be >= 1"):
+        job_ranges(10, 1, 0)
+
+
+def test_shards_and_images_per_job_are_alternatives():
+    config = validated(copy.deepcopy(BASE))
+    assert len(work_ranges(config, "certify", 1)) == 4  # certify.shards: 4
+    del config["certify"]["shards"]
+    assert len(work_ranges(config, "certify", 1)) == 10  # CIFAR-10's default: 1,000 images a job
+    config["certify"]["images_per_job"] = 2500
+    assert len(work_ranges(config, "certify", 1)) == 4
+    assert len(work_ranges(config, "certify", 20)) == 1
+    config["certify"]["shards"] = 4
+    with pytest.raises(
+        ValueError, match=r"certify: give shards .* not both; got shards=4, images_per_job=2500"
+    ):
+        work_ranges(config, "certify", 1)
+
+
+def test_certify_skip_per_experiment_and_the_union_of_a_shared_models_images():
+    config = copy.deepcopy(BASE)
+    config["certify"]["skip"] = 5
+    config["experiments"]["cohen"]["certify_skip"] = 20
+    config["experiments"]["cohen_again"] = {
+        "certify_skip": 30,
+        "grid": {"method": ["gaussian"], "sigma": [0.25]},
+    }
+    cells = grid_models(validated(config))
+    skips = {cell.id: cell.certify_skip for cell in cells.values()}
+    assert skips["gaussian_sigma-0.25"] == 10  # in cohen (20) and cohen_again (30): gcd, a superset of both
+    assert skips["gaussian_sigma-0.5"] == 20
+    assert {cell.certify_skip for cell in cells.values() if "cohen" not in cell.id.split("_")[0]} <= {
+        5,
+        10,
+        20,
+    }
+    assert all(cell.certify_skip == 5 for cell in cells.values() if cell.experiments == ["smoothmix"])
 
 
 def test_imagenet_preset_is_the_table_6_grid():
@@ -160,7 +217,6 @@ def test_defaults_are_filled_where_the_parent_exists():
         "alpha": 0.001,
         "batch": 400,
         "skip": 1,
-        "shards": 20,
         "seed": 0,
         "amp": False,
     }

@@ -76,6 +76,33 @@ def test_write_log_calls_only_for_missing_indices_and_resumes_after_a_failure(tm
     assert not (tmp_path / "log.tsv.partial").exists()
 
 
+def test_a_deleted_log_is_rewritten_from_the_finished_runs_record_only_for_the_same_settings(
+    tmp_path, capsys
+):
+    out, done = tmp_path / "log.tsv", tmp_path / "log.tsv.done"
+
+    def rows(chunk):
+        return [(i, format_row(i, 0, 0, 0.5, 0.1)) for i in chunk]
+
+    write_log(out, range(4), rows, settings={"n": 1}, progress=False)
+    first = out.read_text()
+    assert done.exists() and not (tmp_path / "log.tsv.partial").exists()
+    out.unlink()  # what Snakemake does to the outputs of a job it counts as failed
+    write_log(out, range(4), killed, settings={"n": 1}, progress=False)  # not one image redone
+    assert out.read_text() == first and "rewritten from" in capsys.readouterr().err
+    out.unlink()
+    with pytest.raises(Killed):  # other settings: the record is dropped, the work redone
+        write_log(out, range(4), killed, settings={"n": 2}, progress=False)
+    assert not done.exists() and not out.exists()
+    # A record that lacks an index of the selection is no finished run of it either.
+    (tmp_path / "log.tsv.partial").unlink()
+    write_log(out, range(4), rows, settings={"n": 1}, progress=False)
+    out.unlink()
+    calls = []
+    write_log(out, range(5), lambda c: calls.append(c) or rows(c), settings={"n": 1}, progress=False)
+    assert [i for c in calls for i in c] == [0, 1, 2, 3, 4] and len(out.read_text().splitlines()) == 6
+
+
 def test_write_log_refuses_other_settings(tmp_path):
     partial = tmp_path / "log.tsv.partial"
     with pytest.raises(Killed):

@@ -197,22 +197,46 @@ def test_scancel_mid_certification_keeps_the_rows_written(cluster, tmp_path, dat
     )
 
 
-EPOCHS = 300
+# The training must outlast the first attempt (one minute, enforced up to 30 s late) and end well within the
+# second (two minutes, of which each attempt spends 10-15 s starting up). A job killed after its training ended
+# but before Snakemake saw it succeed loses its outputs and trains again from scratch on the third attempt,
+# without the resume message (CI once ran 300 fixed epochs into that). An epoch takes 0.3-0.9 s here, depending
+# on the machine and its load, so the test times a few epochs first and asks for TRAINING_SECONDS of work.
+TRAINING_SECONDS = 120
 
 
-def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(cluster, tmp_path):
+def time_limit_config(tmp_path: Path, epochs: int) -> Path:
     config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     config["experiments"] = {"cohen": {"grid": {"method": ["gaussian"], "sigma": [0.25]}}}
     config.pop("pretraining")
     config.pop("empirical")  # its envelope groups name experiments dropped here
-    # 0.5-0.9 s an epoch here, depending on the load: 150-270 s in all. SLURM enforces the first attempt's
-    # minute up to 30 s late, so the work must be well beyond 90 s, and the three attempts' 1 + 2 + 3 minutes
-    # must hold it (150 epochs were once done within the first attempt's late kill).
-    config["training"]["epochs"] = EPOCHS
+    config["training"]["epochs"] = epochs
     config["training"]["lr_step_size"] = 0
     config["runtime_minutes"] = {"train": 1}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def seconds_per_epoch(tmp_path: Path) -> float:
+    """The median epoch time of a short run of the same training on this host, outside SLURM."""
+    workdir = tmp_path / "calibration"
+    config = time_limit_config(workdir, epochs=12)
+    target = "results/models/gaussian_sigma-0.25/model.pt"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--directory", str(workdir), target, "--configfile", str(config)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    epochs = pd.read_csv(workdir / "results/models/gaussian_sigma-0.25/epochs.tsv", sep="\t")
+    return float(epochs.time.iloc[2:].median())  # the first epochs pay for warm-up
+
+
+def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(cluster, tmp_path):
+    per_epoch = seconds_per_epoch(tmp_path)
+    epochs_total = max(150, round(TRAINING_SECONDS / per_epoch))
+    path = time_limit_config(tmp_path, epochs_total)
     target = "results/models/gaussian_sigma-0.25/model.pt"
     # The target goes first: --configfile takes several values and would swallow it.
     output, seconds = run_snakemake(target, "--configfile", str(path), workdir=tmp_path)
@@ -221,10 +245,11 @@ def test_a_job_hitting_its_time_limit_is_retried_with_more_time_and_resumes(clus
     assert "DUE TO TIME LIMIT" in logs[0].read_text()
     assert "-t 2" in output or "runtime=2" in output  # the retry asked for attempt x 1 minute
     epochs = pd.read_csv(tmp_path / "results/models/gaussian_sigma-0.25/epochs.tsv", sep="\t")
-    assert epochs.epoch.tolist() == list(range(1, EPOCHS + 1))  # one history, no epoch trained twice
+    assert epochs.epoch.tolist() == list(range(1, epochs_total + 1))  # one history, no epoch trained twice
     train_log = (tmp_path / "results/logs/train/gaussian_sigma-0.25.log").read_text()
-    match = re.search(rf"(\d+) of {EPOCHS} epochs done", train_log)
+    match = re.search(rf"(\d+) of {epochs_total} epochs done", train_log)
     assert match and int(match.group(1)) >= 1, train_log[-2000:]
     print(
-        f"\ntime limit after {match.group(1)} of {EPOCHS} epochs; the retry resumed there; wall time {seconds:.0f} s"
+        f"\n{per_epoch:.2f} s an epoch, {epochs_total} epochs: time limit after {match.group(1)}; the retry resumed there; "
+        f"wall time {seconds:.0f} s"
     )

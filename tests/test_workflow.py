@@ -60,6 +60,13 @@ def expected_paper_counts(config: dict) -> dict[str, int]:
     models = sum(size.values()) - shared
     vanilla = experiments["vanilla_pgd"]
     logs = models + size["vanilla_pgd"] * (len(vanilla["certify_sigmas"]) - 1)
+    # The SmoothAdv experiments certify every 20th test image (500: one job of at most images_per_job), the
+    # SmoothMix ones all 10,000 (ten jobs and a merge per model and sigma).
+    per_job = config["certify"]["images_per_job"]
+    full = sum(size[name] for name, e in experiments.items() if "certify_skip" not in e)
+    assert {e.get("certify_skip") for e in experiments.values()} == {20, None}
+    assert math.ceil(10_000 / 20 / per_job) == 1
+    shards = math.ceil(10_000 / per_job)
     pretrain = math.prod(len(v) for v in config["pretraining"]["grid"].values())
     # The empirical study: the attacks themselves are planned only once the envelope choice (a checkpoint)
     # has run, so a dry run shows its four fixed jobs.
@@ -68,7 +75,7 @@ def expected_paper_counts(config: dict) -> dict[str, int]:
     )
     return {
         "prepare_data": 3, "pretrain": pretrain, "merge_pseudo_labels": 1, "train": models,
-        "certify_shard": logs * config["certify"]["shards"], "merge_certify": logs, "describe_grid": 1,
+        "certify": logs - full, "certify_shard": full * shards, "merge_certify": full, "describe_grid": 1,
         "aggregate": 1, "figures": 1, "runtimes": 1, "plan": 1, "all": 1, **(empirical if "empirical" in config else {}),
     }  # fmt: skip
 
@@ -79,7 +86,7 @@ def test_paper_config_plans_every_job_of_the_grid():
     assert counts == {**expected_paper_counts(config), "total": sum(expected_paper_counts(config).values())}
     # The paper's grid, spelled out: SmoothAdv's 891 models, SmoothMix's 3 complementary cells and the
     # 9 baseline models of SmoothMix's Table 6.
-    assert counts["train"] == 903 and counts["certify_shard"] == 9150
+    assert counts["train"] == 903 and counts["certify"] == 900 and counts["certify_shard"] == 150
 
 
 def test_slurm_profile_dry_run_submits_gpu_rules_and_keeps_light_rules_local():
@@ -88,7 +95,7 @@ def test_slurm_profile_dry_run_submits_gpu_rules_and_keeps_light_rules_local():
     assert counts["train"] == 11 and counts["certify_shard"] == 24
     profile = yaml.safe_load((ROOT / "slurm" / "profile.yaml").read_text())
     assert profile["executor"] == "slurm"
-    for rule in ("train", "pretrain", "certify_shard", "attack_shard"):
+    for rule in ("train", "pretrain", "certify", "certify_shard", "attack", "attack_shard"):
         assert profile["set-resources"][rule]["gpu"] == 1
         assert "tasks" not in profile["set-resources"][rule]  # would become --ntasks-per-gpu
         assert "runtime" not in profile["set-resources"][rule]  # the rules grow it with each attempt
@@ -164,19 +171,36 @@ def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_r
     )
 
 
-def test_removing_one_attack_shard_reruns_it_without_choosing_the_targets_again(demo_run):
+def test_removing_one_attack_log_reruns_it_without_choosing_the_targets_again(demo_run):
     workdir, _ = demo_run
     config = str(ROOT / "config" / "demo.yaml")
-    # A shard of an attack in the current plan (re-certification may have changed the envelope's choice).
+    # An attack of the current plan (re-certification may have changed the envelope's choice). The demo's
+    # attack runs are one job each, which writes the log itself.
     plan_file = workdir / "results/analysis/empirical/attacks.json"
-    log = json.loads(plan_file.read_text())["runs"][0]["log"]
-    shard = workdir / log.removesuffix(".tsv") / "shard-0.tsv"
-    shard.unlink()
+    log = workdir / json.loads(plan_file.read_text())["runs"][0]["log"]
+    log.unlink()
     plan = job_counts(snakemake("-n", "--configfile", config, "--directory", str(workdir)))
-    assert plan == {"attack_shard": 1, "merge_attack": 1, "describe_attacks": 1, "empirical": 1, "all": 1, "total": 5}  # fmt: skip
+    assert plan == {"attack": 1, "describe_attacks": 1, "empirical": 1, "all": 1, "total": 4}  # fmt: skip
     counts = job_counts(snakemake("--cores", "2", "--configfile", config, "--directory", str(workdir)))
-    assert counts["attack_shard"] == 1 and "choose_attack_targets" not in counts
-    assert shard.exists()
+    assert counts["attack"] == 1 and "choose_attack_targets" not in counts
+    assert log.exists()
+
+
+def test_attacks_of_several_jobs_are_sharded_and_merged(demo_run, tmp_path):
+    """With empirical.images_per_job below the attacked images, every attack run becomes shards and a merge
+    (planned on the demo's recorded target choice; a dry run)."""
+    workdir, _ = demo_run
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    images = math.ceil(config["data"]["synthetic"]["n_test"] / config["empirical"]["skip"])
+    config["empirical"].pop("shards", None)
+    config["empirical"]["images_per_job"] = math.ceil(images / 3)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    runs = len(json.loads((workdir / "results/analysis/empirical/attacks.json").read_text())["runs"])
+    plan = job_counts(
+        snakemake("-n", "--configfile", str(path), "--directory", str(workdir), "--quiet", "rules")
+    )
+    assert plan["attack_shard"] == 3 * runs and plan["merge_attack"] == runs and "attack" not in plan
 
 
 def test_demo_empirical_study_and_its_audit(demo_run):

@@ -7,7 +7,24 @@ EMPIRICAL = config.get("empirical")
 ATTACK_SETTINGS = attack_settings(config) if EMPIRICAL else {}
 ATTACK_GROUPS = attack_groups(config, MODELS) if EMPIRICAL else {}
 ATTACK_MODELS = explicit_attack_targets(config, MODELS) if EMPIRICAL else []
-ATTACK_SHARDS = shard_ranges(certification_set_size(config), EMPIRICAL["shards"]) if EMPIRICAL else []
+# [start, stop) index ranges of each attack run's jobs: one job writes the run's log itself (rule attack),
+# several write shards that merge_attack merges.
+ATTACK_JOBS = work_ranges(config, "empirical", EMPIRICAL["skip"]) if EMPIRICAL else []
+ATTACK_SHELL = (
+    "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
+    "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.setting} "
+    "--steps {params.e[steps]} --alpha {params.e[alpha]} --batch {params.e[batch]} "
+    "--skip {params.e[skip]} --seed {params.e[seed]} {params.bounds} {params.trust} "
+    "--no-progress > {log} 2>&1"
+)
+# The fast-path options that are not the defaults, and --trust-checkpoint: empty for a default config.
+ATTACK_OPTIONS = " ".join(filter(None, [*fast_path_arguments(EMPIRICAL or {}), TRUST_CHECKPOINT]))
+
+
+def attack_bounds(wildcards):
+    return "--start {} --stop {}".format(*ATTACK_JOBS[int(wildcards.get("shard", 0))])
+
+
 EMPIRICAL_OUT = f"{ANALYSIS}/empirical"
 EMPIRICAL_FIGURES = ["m_test", "n", "estimator", "groups"]
 
@@ -17,52 +34,74 @@ wildcard_constraints:
     eps=r"[0-9.]+",
 
 
-rule attack_shard:
-    input:
-        model=ancient("results/models/{model}/model.pt"),
-        data=data_stamp(config["training"]["dataset"]),
-    output:
-        "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
-    log:
-        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
-    benchmark:
-        "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
-    resources:
-        runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
-        gpu=1,
-    params:
-        script=script("attack.py"),
-        bounds=lambda wc: "--start {} --stop {}".format(*ATTACK_SHARDS[int(wc.shard)]),
-        root=lambda wc, input: data_root(input.data),
-        dataset=config["training"]["dataset"],
-        e=EMPIRICAL,
-        setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
-        # The fast-path options that are not the defaults, and --trust-checkpoint: empty for a default config,
-        # so that the command stays exactly as it was.
-        trust=" ".join(filter(None, [*fast_path_arguments(EMPIRICAL or {}), TRUST_CHECKPOINT])),
-    shell:
-        "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
-        "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.setting} "
-        "--steps {params.e[steps]} --alpha {params.e[alpha]} --batch {params.e[batch]} "
-        "--skip {params.e[skip]} --seed {params.e[seed]} {params.bounds} {params.trust} "
-        "--no-progress > {log} 2>&1"
+if len(ATTACK_JOBS) == 1:
+
+    rule attack:
+        input:
+            model=ancient("results/models/{model}/model.pt"),
+            data=data_stamp(config["training"]["dataset"]),
+        output:
+            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
+        log:
+            "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.log",
+        benchmark:
+            "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
+        resources:
+            runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
+            gpu=1,
+        params:
+            script=script("attack.py"),
+            bounds=attack_bounds,
+            root=data_root(data_stamp(config["training"]["dataset"])),
+            dataset=config["training"]["dataset"],
+            e=EMPIRICAL,
+            setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
+            trust=ATTACK_OPTIONS,
+        shell:
+            ATTACK_SHELL
 
 
-rule merge_attack:
-    input:
-        expand(
-            "results/attack/{{model}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
-            shard=range(len(ATTACK_SHARDS)),
-        ),
-    output:
-        "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
-    log:
-        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
-    localrule: True
-    params:
-        script=script("merge_certify.py"),
-    shell:
-        "python {params.script} {output} {input} > {log} 2>&1"
+if len(ATTACK_JOBS) > 1:
+
+    rule attack_shard:
+        input:
+            model=ancient("results/models/{model}/model.pt"),
+            data=data_stamp(config["training"]["dataset"]),
+        output:
+            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
+        log:
+            "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
+        benchmark:
+            "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
+        resources:
+            runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
+            gpu=1,
+        params:
+            script=script("attack.py"),
+            bounds=attack_bounds,
+            root=data_root(data_stamp(config["training"]["dataset"])),
+            dataset=config["training"]["dataset"],
+            e=EMPIRICAL,
+            setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
+            trust=ATTACK_OPTIONS,
+        shell:
+            ATTACK_SHELL
+
+    rule merge_attack:
+        input:
+            expand(
+                "results/attack/{{model}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
+                shard=range(len(ATTACK_JOBS)),
+            ),
+        output:
+            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
+        log:
+            "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
+        localrule: True
+        params:
+            script=script("merge_certify.py"),
+        shell:
+            "python {params.script} {output} {input} > {log} 2>&1"
 
 
 checkpoint choose_attack_targets:

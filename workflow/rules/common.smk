@@ -1,6 +1,7 @@
 # Grid expansion and paths shared by every rule. The grid logic lives in rsmooth.pipeline (no torch
 # import, so building the DAG stays fast).
 import json
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -18,8 +19,8 @@ from rsmooth.pipeline import (
     grid_models,
     pretrain_models,
     sequential_arguments,
-    shard_ranges,
     train_arguments,
+    work_ranges,
 )
 
 validate(config, "../schemas/config.schema.yaml")
@@ -30,7 +31,10 @@ DATA_ROOT = config["data"]["root"]
 MODELS = grid_models(config)
 PRETRAIN_MODELS = pretrain_models(config)
 RUNTIME = config["runtime_minutes"]  # schema defaults fill it in
-SHARDS = shard_ranges(certification_set_size(config), config["certify"]["shards"])
+# [start, stop) index ranges of each model's certification jobs (the same at every sigma).
+CERTIFY_JOBS = {m.id: work_ranges(config, "certify", m.certify_skip) for m in MODELS.values()}
+WHOLE_CELL_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) == 1)
+SHARDED_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) > 1)
 TRUST_CHECKPOINT = "--trust-checkpoint" if config["trust_checkpoints"] else ""
 
 
@@ -90,11 +94,18 @@ def certification_logs(model):
     return [certification_log(model.id, s) for s in model.certify_sigmas]
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(re.escape(name) for name in names)
+
+
 def all_certification_shards():
+    """The shards of the cells certified in several jobs (a cell of one job has none)."""
     return [
-        str(Path(log).with_suffix("") / f"shard-{shard}.tsv")
-        for log in all_certification_logs()
-        for shard in range(len(SHARDS))
+        str(Path(certification_log(model, sigma)).with_suffix("") / f"shard-{shard}.tsv")
+        for model in SHARDED_MODELS
+        for sigma in MODELS[model].certify_sigmas
+        for shard in range(len(CERTIFY_JOBS[model]))
     ]
 
 
@@ -135,11 +146,6 @@ def train_extra_arguments(wildcards, input):
     if "self_training_set" in input.keys():
         extra.append(f"--pseudo-labels {input.self_training_set}")
     return " ".join(extra)
-
-
-def shard_bounds(wildcards):
-    start, stop = SHARDS[int(wildcards.shard)]
-    return f"--start {start} --stop {stop}"
 
 
 def write_texts(texts, log):
@@ -195,7 +201,11 @@ def attack_plan_inputs(wildcards):
     """The attack logs, their shards and the certification logs they are audited against. `all` takes them
     too: Snakemake remakes a deleted shard only when a target needs it (as for the certification shards)."""
     runs = attack_runs()
-    shards = {f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv" for r in runs for k in range(len(ATTACK_SHARDS))}
+    shards = {
+        f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv"
+        for r in runs
+        for k in range(len(ATTACK_JOBS) if len(ATTACK_JOBS) > 1 else 0)
+    }
     return sorted({r["log"] for r in runs} | shards | {r["certify_log"] for r in runs})
 
 
