@@ -37,7 +37,8 @@ class UntrustedCheckpointError(CheckpointError):
 
 
 class LogFormatError(FileFormatError):
-    """A certification log, a partial log or a shard log is not in the expected TSV format."""
+    """A certification log, a partial log, a shard log, a training epoch log or a Snakemake benchmark file is
+    not in the expected TSV format."""
 
 
 class ResumeFileError(FileFormatError):

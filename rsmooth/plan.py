@@ -56,7 +56,15 @@ from rsmooth.pipeline import (
     work_ranges,
 )
 
-__all__ = ["DEFAULT_THROUGHPUT", "Plan", "Throughput", "load_throughput", "method_factor", "plan_config"]
+__all__ = [
+    "DEFAULT_THROUGHPUT",
+    "Plan",
+    "Throughput",
+    "images_per_epoch",
+    "load_throughput",
+    "method_factor",
+    "plan_config",
+]
 
 # The GPU the default figures are for, and where each comes from.
 DEFAULT_GPU = "NVIDIA GTX 1080 Ti"
@@ -283,6 +291,22 @@ class Plan:
         )
 
 
+def images_per_epoch(config: Mapping[str, Any], dataset: str, self_training: bool = False) -> int:
+    """The images one training epoch on ``dataset`` goes through under ``config``: the training split
+    (``rsmooth.dataset_info``; the synthetic demo's ``n_train``), doubled by self-training (as many
+    pseudo-labelled batches as labelled ones, ``rsmooth.train.batches``)."""
+    if config.get("data", {}).get("source") == "synthetic":
+        sizes = config["data"].get("synthetic", {})
+        size = int(sizes.get("n_tinyimages" if dataset == "tinyimages" else "n_train", 1000))
+    elif dataset in TRAIN_SET_SIZE:
+        size = TRAIN_SET_SIZE[dataset]
+    else:
+        raise ValueError(
+            f"the training split size of data set {dataset!r} is not recorded in rsmooth.dataset_info"
+        )
+    return size * (2 if self_training else 1)
+
+
 def plan_config(
     config: Mapping[str, Any], throughput: Throughput = DEFAULT_THROUGHPUT, name: str = "config"
 ) -> Plan:
@@ -290,20 +314,9 @@ def plan_config(
     t = throughput
     models = grid_models(dict(config))
     pretrains = pretrain_models(dict(config))
-    synthetic = config.get("data", {}).get("source") == "synthetic"
-
-    def train_size(name: str) -> int:
-        if synthetic:
-            sizes = config["data"].get("synthetic", {})
-            return int(sizes.get("n_tinyimages" if name == "tinyimages" else "n_train", 1000))
-        if name not in TRAIN_SET_SIZE:
-            raise ValueError(
-                f"the training split size of data set {name!r} is not recorded in rsmooth.dataset_info"
-            )
-        return TRAIN_SET_SIZE[name]
 
     def train_seconds(values: Mapping[str, Any], self_training: bool = False) -> float:
-        images = train_size(values["dataset"]) * (2 if self_training else 1)
+        images = images_per_epoch(config, values["dataset"], self_training)
         return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
 
     stages: list[dict[str, Any]] = []

@@ -1,28 +1,40 @@
 #!/usr/bin/env python
 """Collect Snakemake's benchmark files into one run-time table (HTML for the report, CSV beside it); with
-``--plan``, the GPU-hours measured per rule beside the cost plan's estimate (``rsmooth.plan``)."""
+``--plan``, the GPU-hours measured per rule beside the cost plan's estimate (``rsmooth.plan``). The efficiency
+per rule (GPU-hours, images and samples per second, jobs retried; ``rsmooth.analysis.efficiency``) follows,
+from the work logs under ``--results`` and the SLURM logs under ``--slurm-logs``, and is also written to
+``<output>.efficiency.csv``; ``--config`` (the workflow's config.json) gives CERTIFY's N0 + N and the training
+images per epoch."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from rsmooth.analysis.efficiency import (
+    certify_samples_per_image,
+    efficiency_html,
+    read_benchmark,
+    rule_efficiency,
+    train_images_per_epoch,
+)
 from rsmooth.io import atomic_open
 
 
 def collect(root: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(root.rglob("*.tsv")):
-        bench = pd.read_csv(path, sep="\t")
+        bench = read_benchmark(path)
         relative = path.relative_to(root).with_suffix("")
         rows.append(
             {
                 "rule": relative.parts[0],
                 "job": "/".join(relative.parts[1:]),
-                "seconds": float(bench["s"].iloc[-1]),
-                "max_rss_mb": float(pd.to_numeric(bench["max_rss"], errors="coerce").iloc[-1]),
+                "seconds": bench.seconds,
+                "max_rss_mb": bench.max_rss_mb,
             }
         )
     return pd.DataFrame(rows, columns=["rule", "job", "seconds", "max_rss_mb"])
@@ -46,17 +58,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("benchmarks", type=Path, help="folder of benchmark TSVs, one sub-folder per rule")
     parser.add_argument("output", type=Path, help="HTML file")
     parser.add_argument("--plan", type=Path, help="plan.csv of scripts/plan.py: estimates shown beside")
+    parser.add_argument("--results", type=Path, help="the run's results folder: work done and rates")
+    parser.add_argument("--slurm-logs", type=Path, help="the SLURM executor's log folder: jobs retried")
+    parser.add_argument("--config", type=Path, help="the workflow's config.json: N0 + N, images per epoch")
     args = parser.parse_args(argv)
     jobs = collect(args.benchmarks) if args.benchmarks.is_dir() else collect_none()
     totals = jobs.groupby("rule")["seconds"].agg(["count", "sum", "mean", "max"]).reset_index()
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]
     if args.plan:
         totals = beside_plan(totals, pd.read_csv(args.plan))
+    config = json.loads(args.config.read_text()) if args.config else {}
+    efficiency = rule_efficiency(
+        args.benchmarks,
+        args.results,
+        args.slurm_logs,
+        samples_per_image=certify_samples_per_image(config),
+        train_images=train_images_per_epoch(config) if config else {},
+    )
     with atomic_open(args.output.with_suffix(".csv")) as handle:
         jobs.to_csv(handle, index=False)
+    with atomic_open(args.output.with_suffix(".efficiency.csv")) as handle:
+        efficiency.to_csv(handle, index=False)
     with atomic_open(args.output) as handle:
         handle.write("<h2>Run times per rule</h2>\n")
         handle.write(totals.to_html(index=False, float_format="{:.1f}".format))
+        handle.write("\n<h2>Efficiency per rule</h2>\n")
+        handle.write(efficiency_html(efficiency))
         handle.write("\n<h2>Run time of every job</h2>\n")
         handle.write(jobs.to_html(index=False, float_format="{:.1f}".format))
     print(f"{args.output}: {len(jobs)} jobs")

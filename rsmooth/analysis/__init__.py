@@ -10,6 +10,7 @@ with a scorecard against them, and provenance.
 - ``paper``: the papers' numbers (package data) and the scorecard.
 - ``results``: a run's grid description, which paper row each model stands for, and the report's tables.
 - ``provenance``: configuration hash, code and package versions, seeds.
+- ``efficiency``: the report's efficiency per rule (GPU-hours, images/s, retries) from benchmarks and logs.
 """
 
 from rsmooth.analysis.grids import (

@@ -107,6 +107,7 @@ rule runtimes:
         models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
         plan=rules.plan.output.csv,
+        config=rules.describe_grid.output.config,
     output:
         report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
     log:
@@ -115,5 +116,9 @@ rule runtimes:
     params:
         script=script("runtimes.py"),
         benchmarks="results/benchmarks",
+        # The efficiency table: work logs under results/, retries from the SLURM profile's slurm-logdir.
+        results="results",
+        slurm_logs="results/logs/slurm",
     shell:
-        "python {params.script} {params.benchmarks} {output} --plan {input.plan} > {log} 2>&1"
+        "python {params.script} {params.benchmarks} {output} --plan {input.plan} --config {input.config} "
+        "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"

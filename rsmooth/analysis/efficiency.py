@@ -1,0 +1,383 @@
+"""Efficiency per rule for the report: GPU-hours used, images (and samples) per second, jobs retried.
+
+Read from what a run leaves on disk, without torch:
+
+- Snakemake's benchmark files, ``<benchmarks>/<folder>/<wildcards...>.tsv`` (:func:`read_benchmark`): one per
+  job; the wall seconds of a GPU rule's jobs are its GPU-hours (one GPU per job, as the SLURM profile asks).
+  Snakemake writes the benchmark of the attempt that succeeded only, so the time of killed attempts is not in
+  it (their work is: a resumed job keeps what they did).
+- The work logs of the jobs those benchmarks time (:data:`GPU_RULE_FOLDERS`): certification and attack shard
+  logs (``rsmooth.logformat``, one row per image, ``time`` its seconds) and training epoch logs
+  (``epochs.tsv``, ``time`` the seconds of each epoch). Rates divide the work by these logged seconds, which
+  cover every attempt's part of a resumed job and leave out start-up and data loading.
+- The SLURM executor plugin's logs, ``<slurm logs>/rule_<rule>/<wildcards>/<jobid>.log``: one file per
+  attempt, so a job's attempts beyond its first are its retries. The cause of each is read from the log of
+  the attempt before it: slurmstepd's ``*** JOB ... CANCELLED AT ... DUE TO TIME LIMIT ***`` (or
+  ``PREEMPTION``), anything else "other". A job rerun on purpose later (a deleted shard) counts as retried
+  too: the logs cannot tell the two apart.
+
+A local run has no SLURM logs, an unfinished one lacks some work logs: those give zero retries and blank
+(NaN) work, never an error. A benchmark file that is there but cut off or foreign raises
+:class:`~rsmooth.errors.LogFormatError` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from rsmooth.errors import LogFormatError, describe_exception
+from rsmooth.logformat import read_attack_log, read_certify_log
+
+# The GPU rules of workflow/rules/*.smk (``gpu=1``) and the folder their benchmark files are in.
+GPU_RULE_FOLDERS: dict[str, str] = {
+    "pretrain": "pretrain",
+    "train_standard_model": "pseudolabels",
+    "train": "train",
+    "certify_shard": "certify",
+    "attack_shard": "attack",
+}
+GPU_RULES = tuple(GPU_RULE_FOLDERS)
+
+COLUMNS = [
+    "rule",
+    "gpu",
+    "jobs",
+    "GPU-hours",
+    "epochs",
+    "images",
+    "samples",
+    "work seconds",
+    "images/s",
+    "samples/s",
+    "attempts",
+    "retries",
+    "retries: time limit",
+    "retries: preemption",
+    "retries: other",
+]
+
+_CANCELLED = re.compile(r"CANCELLED AT \S+ DUE TO (TIME LIMIT|PREEMPTION)")
+# A job array's task logs (%A_%a.log) lie in the rule's folder itself, one per task: each is its own job.
+_ARRAY_TASK_LOG = re.compile(r"^\d+_\d+$")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One job's benchmark: its wall seconds and peak resident memory (MB; NaN where Snakemake wrote NA)."""
+
+    seconds: float
+    max_rss_mb: float
+
+
+def read_benchmark(path: str | os.PathLike) -> Benchmark:
+    """The last row of a Snakemake benchmark TSV (header ``s h:m:s max_rss ...``, rows of as many fields,
+    every line ending in a newline), the row of the job's last repeat."""
+    path = Path(path)
+    expected = (
+        "a Snakemake benchmark file (a tab-separated header starting 's\\th:m:s' and rows of as many fields)"
+    )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise LogFormatError(f"{path}: not {expected}: {describe_exception(error)}", path) from None
+    if not text.endswith("\n"):
+        raise LogFormatError(f"{path}: truncated (the last line has no newline); expected {expected}", path)
+    header, *rows = text[:-1].split("\n")
+    names = header.split("\t")
+    if names[:2] != ["s", "h:m:s"] or not rows:
+        raise LogFormatError(f"{path}: not {expected}; got {text[:80]!r}", path)
+    fields = rows[-1].split("\t")
+    if len(fields) != len(names):
+        raise LogFormatError(
+            f"{path}: last row has {len(fields)} fields, the header {len(names)}; expected {expected}", path
+        )
+    values = dict(zip(names, fields, strict=True))
+    try:
+        seconds = float(values["s"])
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise LogFormatError(f"{path}: column 's' is {values['s']!r}, not a number of seconds", path)
+    rss = values.get("max_rss", "NA")
+    return Benchmark(seconds, float(rss) if _is_number(rss) else math.nan)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def benchmark_jobs(benchmarks_root: str | os.PathLike) -> dict[str, dict[str, Benchmark]]:
+    """Benchmark folder -> job (its wildcards path, ``model/sigma-0.25/shard-3``) -> benchmark; empty when the
+    folder does not exist (nothing benchmarked yet)."""
+    root = Path(benchmarks_root)
+    jobs: dict[str, dict[str, Benchmark]] = {}
+    if not root.is_dir():
+        return jobs
+    for path in sorted(root.rglob("*.tsv")):
+        relative = path.relative_to(root).with_suffix("")
+        if len(relative.parts) < 2:
+            continue  # not in a rule's folder: not written by a benchmark directive
+        jobs.setdefault(relative.parts[0], {})["/".join(relative.parts[1:])] = read_benchmark(path)
+    return jobs
+
+
+# -- retries -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Retries:
+    """Attempts and retries of one rule's jobs, the retries by the cause of the attempt that ended."""
+
+    attempts: int = 0
+    time_limit: int = 0
+    preemption: int = 0
+    other: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.time_limit + self.preemption + self.other
+
+    def count(self, cause: str) -> None:
+        """One more retry, after an attempt that ended by ``cause`` (:func:`attempt_cause`)."""
+        if cause == "time limit":
+            self.time_limit += 1
+        elif cause == "preemption":
+            self.preemption += 1
+        else:
+            self.other += 1
+
+
+def attempt_cause(log: str | os.PathLike) -> str:
+    """Why an attempt ended, from its SLURM log: ``"time limit"``, ``"preemption"`` or ``"other"``."""
+    text = Path(log).read_bytes().decode("utf-8", "replace")
+    match = _CANCELLED.search(text)
+    return match.group(1).lower() if match else "other"
+
+
+def _job_order(log: Path) -> tuple[int, int | str]:
+    # SLURM job ids grow, so they order a job's attempts; a name that is not an id goes last.
+    return (0, int(log.stem)) if log.stem.isdigit() else (1, log.stem)
+
+
+def slurm_retries(slurm_logs_root: str | os.PathLike) -> dict[str, Retries]:
+    """Rule -> its attempts and retries, from the SLURM executor's logs (``rule_<rule>/<wildcards>/<id>.log``;
+    a folder ``group_<name>`` keeps its name). Empty without the folder (a local run)."""
+    root = Path(slurm_logs_root)
+    by_rule: dict[str, Retries] = {}
+    if not root.is_dir():
+        return by_rule
+    for rule_folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = rule_folder.name.removeprefix("rule_")
+        retries = by_rule.setdefault(name, Retries())
+        jobs: dict[str, list[Path]] = {}
+        for log in rule_folder.rglob("*.log"):
+            single = log.parent == rule_folder and _ARRAY_TASK_LOG.match(log.stem)
+            jobs.setdefault(str(log) if single else str(log.parent), []).append(log)
+        for attempts in jobs.values():
+            attempts.sort(key=_job_order)
+            retries.attempts += len(attempts)
+            for ended in attempts[:-1]:
+                retries.count(attempt_cause(ended))
+    return by_rule
+
+
+# -- work done -----------------------------------------------------------------------------------------------
+
+
+class JobWork(NamedTuple):
+    """What one job did: epochs trained, images certified/attacked/trained on, samples drawn (``None`` where
+    not applicable or not recorded), and the seconds its log gives the work."""
+
+    epochs: int | None
+    images: int | None
+    samples: int | None
+    seconds: float
+
+
+def _total(amounts: list[int | None]) -> int | None:
+    # One job's amount unknown makes the rule's total unknown (not a smaller number that looks right).
+    return None if not amounts or None in amounts else sum(amounts)
+
+
+def work_log(results_root: Path, rule: str, job: str) -> Path | None:
+    """The log of the work the benchmarked ``job`` of ``rule`` did (the workflow's layout), or ``None``."""
+    logs = {
+        "certify_shard": results_root / "certify" / f"{job}.tsv",
+        "attack_shard": results_root / "attack" / f"{job}.tsv",
+        "train": results_root / "models" / job / "epochs.tsv",
+        "pretrain": results_root / "pretrain" / job / "epochs.tsv",
+        "train_standard_model": results_root / "pseudolabels" / f"{job}_epochs.tsv",
+    }
+    return logs.get(rule)
+
+
+def read_epoch_log(path: str | os.PathLike) -> tuple[int, float]:
+    """Epochs done and their seconds, from a training log (``epoch time lr ...``, one row per epoch)."""
+    path = Path(path)
+    try:
+        log = pd.read_csv(path, sep="\t")
+        seconds = pd.to_numeric(log["time"], errors="raise").astype(float)
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        UnicodeDecodeError,
+        KeyError,
+        ValueError,
+    ) as error:
+        raise LogFormatError(
+            f"{path}: not a training epoch log (tab-separated, header 'epoch time lr ...', a number of "
+            f"seconds per epoch): {describe_exception(error)}",
+            path,
+        ) from error
+    return len(log), float(seconds.sum())
+
+
+def job_work(
+    rule: str,
+    log: Path,
+    job: str,
+    *,
+    samples_per_image: int | None,
+    train_images: Mapping[tuple[str, str], int],
+) -> JobWork:
+    """What one job did, from its work log."""
+    if rule in ("certify_shard", "attack_shard"):
+        rows = read_certify_log(log) if rule == "certify_shard" else read_attack_log(log)
+        if "samples" in rows.columns:  # sequential certification: the draws vary per image
+            samples = int(rows["samples"].sum())
+        elif rule == "certify_shard" and samples_per_image is not None:
+            samples = len(rows) * samples_per_image
+        else:
+            samples = None
+        seconds = float(rows["time"].sum()) if "time" in rows.columns else math.nan
+        return JobWork(None, len(rows), samples, seconds)
+    epochs, seconds = read_epoch_log(log)
+    per_epoch = train_images.get((rule, job))
+    return JobWork(epochs, None if per_epoch is None else epochs * per_epoch, None, seconds)
+
+
+def _rate(amount: int | None, seconds: float | None) -> float:
+    if amount is None or not seconds:
+        return math.nan
+    return amount / seconds
+
+
+def rule_efficiency(
+    benchmarks_root: str | os.PathLike,
+    results_root: str | os.PathLike | None,
+    slurm_logs_root: str | os.PathLike | None,
+    gpu_rules: Iterable[str] = GPU_RULES,
+    *,
+    samples_per_image: int | None = None,
+    train_images: Mapping[tuple[str, str], int] | None = None,
+) -> pd.DataFrame:
+    """One row per rule (columns :data:`COLUMNS`) of every rule with benchmarks or SLURM logs; a root that is
+    ``None`` or missing gives no work (``results_root``) or no retries (``slurm_logs_root``).
+
+        ``samples_per_image`` is CERTIFY's ``N0 + N`` (the final logs do not record it; sequential logs have a
+        per-image ``samples`` column instead); ``train_images`` maps ``(rule, job)`` to the images of one of that
+        training job's epochs (:func:`train_images_per_epoch`). Unknown amounts and rates are NaN, as is all work
+        of a rule whose logs this module does not know (CPU rules).
+    """
+    gpu_rules = set(gpu_rules)
+    train_images = train_images or {}
+    rule_of_folder = {folder: rule for rule, folder in GPU_RULE_FOLDERS.items()}
+    benchmarks = {rule_of_folder.get(f, f): jobs for f, jobs in benchmark_jobs(benchmarks_root).items()}
+    retries = slurm_retries(slurm_logs_root) if slurm_logs_root is not None else {}
+    rows: list[dict[str, Any]] = []
+    for rule in sorted(set(benchmarks) | set(retries)):
+        jobs = benchmarks.get(rule, {})
+        done = [
+            job_work(rule, log, job, samples_per_image=samples_per_image, train_images=train_images)
+            for job in jobs
+            if results_root is not None
+            and (log := work_log(Path(results_root), rule, job)) is not None
+            and log.is_file()
+        ]
+        images = _total([w.images for w in done])
+        samples = _total([w.samples for w in done])
+        work_seconds = sum(w.seconds for w in done)
+        seconds = sum(b.seconds for b in jobs.values())
+        tried = retries.get(rule, Retries())
+        rows.append(
+            {
+                "rule": rule,
+                "gpu": rule in gpu_rules,
+                "jobs": len(jobs),
+                "GPU-hours": seconds / 3600 if rule in gpu_rules else 0.0,
+                "epochs": _total([w.epochs for w in done]),
+                "images": images,
+                "samples": samples,
+                "work seconds": work_seconds if done else None,
+                "images/s": _rate(images, work_seconds),
+                "samples/s": _rate(samples, work_seconds),
+                "attempts": tried.attempts,
+                "retries": tried.total,
+                "retries: time limit": tried.time_limit,
+                "retries: preemption": tried.preemption,
+                "retries: other": tried.other,
+            }
+        )
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    # Counts stay integers with a blank for unknown (pandas' nullable Int64), seconds and rates floats.
+    table = table.astype({"epochs": "Int64", "images": "Int64", "samples": "Int64", "work seconds": float})
+    return table
+
+
+def train_images_per_epoch(config: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """``(rule, job) -> images per epoch`` of every training job of a pipeline config (the workflow's
+    ``config.json``), as the cost plan counts them (:func:`rsmooth.plan.images_per_epoch`)."""
+    from rsmooth.pipeline import grid_models, pretrain_models
+    from rsmooth.plan import images_per_epoch
+
+    config = dict(config)
+    images = {
+        ("train", m.id): images_per_epoch(config, m.train["dataset"], m.self_training)
+        for m in grid_models(config).values()
+    }
+    for name, values in pretrain_models(config).items():
+        images["pretrain", name] = images_per_epoch(config, values["dataset"])
+    if config.get("pseudo_labels", {}).get("labels") == "model":
+        standard = {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
+        images["train_standard_model", "standard_model"] = images_per_epoch(config, standard["dataset"])
+    return images
+
+
+def certify_samples_per_image(config: Mapping[str, Any]) -> int | None:
+    """CERTIFY's ``N0 + N`` under a pipeline config; ``None`` for the sequential procedure (its logs count
+    each image's samples)."""
+    certify = config.get("certify", {})
+    if certify.get("procedure", "cohen") != "cohen" or "n" not in certify:
+        return None
+    return int(certify.get("n0", 100)) + int(certify["n"])
+
+
+def efficiency_html(table: pd.DataFrame) -> str:
+    """The table as HTML for the report: counts with thousands separators, GPU-hours to 3 decimals, seconds
+    and rates to 2, ``n/a`` for what is unknown or does not apply."""
+
+    def cell(column: str, value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if pd.isna(value):
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:,.3f}" if column == "GPU-hours" else f"{value:,.2f}"
+        return f"{value:,}" if isinstance(value, int) else str(value)
+
+    shown = pd.DataFrame(
+        {c: [cell(c, v) for v in table[c].astype(object)] for c in table.columns}, columns=table.columns
+    )
+    return shown.to_html(index=False)
