@@ -104,7 +104,7 @@ def table(results: Path, slurm: Path | None, **kwargs):
 
 def test_gpu_hours_and_rates_per_rule(run):
     rows = table(run, None, samples_per_image=100 + 1000, train_images={("train", "m"): 50})
-    certify, attack, train = rows.loc["certify_shard"], rows.loc["attack_shard"], rows.loc["train"]
+    certify, attack, train = rows.loc["certify"], rows.loc["attack"], rows.loc["train"]
     assert certify["jobs"] == 2 and certify["GPU-hours"] == pytest.approx(180 / 3600)
     assert certify["images"] == 5 and certify["work seconds"] == pytest.approx(3 * 2.0 + 2 * 1.5)
     assert certify["samples"] == 5 * 1100
@@ -117,10 +117,8 @@ def test_gpu_hours_and_rates_per_rule(run):
 
 def test_unknown_samples_and_images_are_blank_not_guessed(run):
     rows = table(run, None)  # neither N0 + N nor the training images per epoch given
-    assert rows.loc["certify_shard", "images"] == 5
-    assert pd.isna(rows.loc["certify_shard", "samples"]) and math.isnan(
-        rows.loc["certify_shard", "samples/s"]
-    )
+    assert rows.loc["certify", "images"] == 5
+    assert pd.isna(rows.loc["certify", "samples"]) and math.isnan(rows.loc["certify", "samples/s"])
     assert rows.loc["train", "epochs"] == 3 and pd.isna(rows.loc["train", "images"])
     assert math.isnan(rows.loc["train", "images/s"])
 
@@ -133,14 +131,14 @@ def test_sequential_logs_count_their_own_samples(tmp_path):
         1: format_sequential_row(1, 2, -1, 0.0, 3.0, 700),
     }
     log(results / "certify" / f"{SHARD.format(0)}.tsv", rows, SEQUENTIAL_HEADER)
-    certify = table(results, None, samples_per_image=None).loc["certify_shard"]
+    certify = table(results, None, samples_per_image=None).loc["certify"]
     assert certify["samples"] == 1000 and certify["samples/s"] == pytest.approx(1000 / 4.0)
     assert certify["images/s"] == pytest.approx(2 / 4.0)
 
 
 def test_retries_by_cause_from_the_slurm_logs(run):
     rows = table(run, slurm_logs(run))
-    certify, train = rows.loc["certify_shard"], rows.loc["train"]
+    certify, train = rows.loc["certify"], rows.loc["train"]
     # Attempts ordered by job id (9 < 12 < 20, not as text): the two killed ones were retried.
     assert (certify["attempts"], certify["retries"]) == (5, 3)
     assert (certify["retries: time limit"], certify["retries: preemption"], certify["retries: other"]) == (
@@ -149,7 +147,7 @@ def test_retries_by_cause_from_the_slurm_logs(run):
         1,
     )
     assert (train["attempts"], train["retries"], train["retries: preemption"]) == (2, 1, 1)
-    assert rows.loc["attack_shard", "retries"] == 0
+    assert rows.loc["attack", "retries"] == 0
     cpu = rows.loc["merge_pseudo_labels"]
     assert not cpu["gpu"] and cpu["GPU-hours"] == 0 and cpu["jobs"] == 0 and cpu["attempts"] == 1
     assert math.isnan(cpu["images/s"])
@@ -157,7 +155,7 @@ def test_retries_by_cause_from_the_slurm_logs(run):
 
 def test_a_local_run_has_no_retries(run):
     rows = table(run, run / "logs" / "slurm")  # no such folder: no SLURM
-    assert set(rows.index) == {"certify_shard", "attack_shard", "train"}
+    assert set(rows.index) == {"certify", "attack", "train"}
     assert (rows[["attempts", "retries", "retries: time limit", "retries: preemption"]] == 0).all().all()
     assert slurm_retries(run / "missing") == {}
     empty = rule_efficiency(run / "no-benchmarks", run / "nothing", None)
@@ -185,8 +183,9 @@ def test_read_benchmark_keeps_seconds_and_memory(tmp_path):
 def test_the_gpu_rules_and_their_benchmark_folders_are_the_workflows():
     found = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"\n(?=(?:rule|checkpoint) \w+:)", smk.read_text()):
-            name = re.match(r"(?:rule|checkpoint) (\w+):", block)
+        # Rules inside `if` blocks (the one-job and the sharded certification) are indented.
+        for block in re.split(r"\n(?=\s*(?:rule|checkpoint) \w+:)", smk.read_text()):
+            name = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
             if name and re.search(r"^\s+gpu=1,", block, re.M):
                 folder = re.search(r'benchmark:\s+"results/benchmarks/([^/"]+)/', block)
                 found[name.group(1)] = folder.group(1) if folder else None

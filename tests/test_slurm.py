@@ -6,6 +6,7 @@ Needs root and Debian's packages (the script installs munge and slurm-wlm); skip
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -98,10 +99,16 @@ def slurm_demo_config(tmp_path: Path) -> Path:
 def test_demo_runs_through_the_slurm_profile(cluster, tmp_path):
     config = str(slurm_demo_config(tmp_path))
     output, seconds = run_snakemake("--configfile", config, workdir=tmp_path)
-    submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: [^)]*/rule_(\w+?)/", output)
+    submitted = re.findall(
+        r"submitted with SLURM jobid \d+ \(log: [^)]*/(rule_\w+?|group_gpu_bundle)[_/]", output
+    )
     counts = {rule: submitted.count(rule) for rule in set(submitted)}
-    assert counts == {"train": 2, "certify_shard": 4, "attack_shard": 2}, counts
-    for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "merge_attack", "choose_attack_targets", "empirical"):  # fmt: skip
+    members = re.findall(r"^    rule (\w+):", output, re.MULTILINE)  # the jobs inside the bundles
+    # Training is not bundled; the 6 certification and attack jobs go in bundles of up to 4, one per group of
+    # jobs ready together (each model's 2 shards, the 2 attacks once their targets are chosen).
+    assert counts["rule_train"] == 2 and 2 <= counts["group_gpu_bundle"] <= 4, counts
+    assert {r: members.count(r) for r in set(members)} == {"certify_shard": 4, "attack": 2}, members
+    for light in ("aggregate", "figures", "merge_certify", "prepare_data", "describe_grid", "choose_attack_targets", "empirical"):  # fmt: skip
         assert re.search(rf"^local(rule|checkpoint) {light}:", output, re.MULTILINE), (
             light
         )  # ran on this host
@@ -113,7 +120,65 @@ def test_demo_runs_through_the_slurm_profile(cluster, tmp_path):
     )  # fmt: skip
     assert report.returncode == 0, report.stderr[-3000:]
     assert "Scorecard" in (tmp_path / "report.html").read_text()
-    print(f"\nSLURM demo: {len(submitted)} jobs submitted, wall time {seconds:.0f} s")
+    print(f"\nSLURM demo: {len(submitted)} sbatch submissions ({counts}), wall time {seconds:.0f} s")
+
+
+def bundle_config(tmp_path: Path, shards: int) -> Path:
+    """One quickly trained model, certified in `shards` jobs slow enough to be killed mid-way."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config["experiments"] = {"cohen": {"grid": {"method": ["gaussian"], "sigma": [0.25]}}}
+    config.pop("pretraining")
+    config.pop("empirical")
+    config["training"]["epochs"] = 1
+    config["certify"].update(shards=shards, n=4096)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_shards_go_in_bundles_and_a_killed_bundle_resumes_every_member(cluster, tmp_path):
+    shards, bundle = 6, 4
+    config = bundle_config(tmp_path, shards)
+    folder = tmp_path / "results/certify/gaussian_sigma-0.25/sigma-0.25"
+    target = "results/certify/gaussian_sigma-0.25/sigma-0.25.tsv"
+    command = [*SNAKEMAKE_SLURM, "--directory", str(tmp_path), target, "--configfile", str(config)]
+    run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Kill every running bundle once one member has finished and another is half-way.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = sorted(folder.glob("shard-*.tsv.done"))
+        partial = [p for p in folder.glob("shard-*.tsv.partial") if len(p.read_text().splitlines()) >= 4]
+        if done and partial:
+            break
+        assert run.poll() is None, run.stdout.read()[-3000:]
+        time.sleep(0.1)
+    else:
+        pytest.fail("no bundle got to a finished and a half-done member")
+    finished = {p.name: p.read_text().splitlines()[2:] for p in done}
+    kept = {p.name: p.read_text().splitlines()[2:-1] for p in partial}  # the last row may be mid-write
+    jobs = subprocess.run(
+        ["squeue", "-h", "-o", "%i", "-t", "R"], capture_output=True, text=True
+    ).stdout.split()
+    subprocess.run(["scancel", *jobs], check=True)
+    output = run.communicate(timeout=900)[0]
+    assert run.returncode == 0, output[-5000:]
+
+    submissions = re.findall(
+        r"submitted with SLURM jobid \d+ \(log: [^)]*/(rule_train|group_gpu_bundle)", output
+    )
+    first = [s for s in submissions if s == "group_gpu_bundle"][: math.ceil(shards / bundle)]
+    assert submissions.count("rule_train") == 1 and len(first) == math.ceil(shards / bundle), submissions
+    assert submissions.count("group_gpu_bundle") > len(first)  # the killed bundles were resubmitted
+    merged = (tmp_path / target).read_text().splitlines()
+    indices = [line.split("\t")[0] for line in merged[1:]]
+    assert sorted(indices, key=int) == [str(i) for i in range(40)]  # none lost, none twice
+    rows = set(merged[1:])
+    for name, lines in {**finished, **kept}.items():  # timings equal: rewritten or resumed, not redone
+        assert set(lines) <= rows, name
+    print(
+        f"\n{shards} shards in bundles of {bundle}: {len(first)} sbatch submissions; killed with "
+        f"{len(finished)} member(s) finished and {len(kept)} half-done, all resumed"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -41,10 +41,20 @@ GPU_RULE_FOLDERS: dict[str, str] = {
     "pretrain": "pretrain",
     "train_standard_model": "pseudolabels",
     "train": "train",
-    "certify_shard": "certify",
+    "certify": "certify",  # a (model, sigma) in one job
+    "certify_shard": "certify",  # one of several jobs of a (model, sigma)
+    "attack": "attack",
     "attack_shard": "attack",
 }
 GPU_RULES = tuple(GPU_RULE_FOLDERS)
+# A benchmark folder's row in the table: one job or one shard of a cell are the same work.
+_FOLDER_RULE = {
+    "pretrain": "pretrain",
+    "pseudolabels": "train_standard_model",
+    "train": "train",
+    "certify": "certify",
+    "attack": "attack",
+}
 
 COLUMNS = [
     "rule",
@@ -158,6 +168,12 @@ class Retries:
         else:
             self.other += 1
 
+    def add(self, other: Retries) -> None:
+        self.attempts += other.attempts
+        self.time_limit += other.time_limit
+        self.preemption += other.preemption
+        self.other += other.other
+
 
 def attempt_cause(log: str | os.PathLike) -> str:
     """Why an attempt ended, from its SLURM log: ``"time limit"``, ``"preemption"`` or ``"other"``."""
@@ -214,8 +230,8 @@ def _total(amounts: list[int | None]) -> int | None:
 def work_log(results_root: Path, rule: str, job: str) -> Path | None:
     """The log of the work the benchmarked ``job`` of ``rule`` did (the workflow's layout), or ``None``."""
     logs = {
-        "certify_shard": results_root / "certify" / f"{job}.tsv",
-        "attack_shard": results_root / "attack" / f"{job}.tsv",
+        "certify": results_root / "certify" / f"{job}.tsv",  # a cell's log, or a shard (job .../shard-K)
+        "attack": results_root / "attack" / f"{job}.tsv",
         "train": results_root / "models" / job / "epochs.tsv",
         "pretrain": results_root / "pretrain" / job / "epochs.tsv",
         "train_standard_model": results_root / "pseudolabels" / f"{job}_epochs.tsv",
@@ -253,11 +269,11 @@ def job_work(
     train_images: Mapping[tuple[str, str], int],
 ) -> JobWork:
     """What one job did, from its work log."""
-    if rule in ("certify_shard", "attack_shard"):
-        rows = read_certify_log(log) if rule == "certify_shard" else read_attack_log(log)
+    if rule in ("certify", "attack"):
+        rows = read_certify_log(log) if rule == "certify" else read_attack_log(log)
         if "samples" in rows.columns:  # sequential certification: the draws vary per image
             samples = int(rows["samples"].sum())
-        elif rule == "certify_shard" and samples_per_image is not None:
+        elif rule == "certify" and samples_per_image is not None:
             samples = len(rows) * samples_per_image
         else:
             samples = None
@@ -293,9 +309,12 @@ def rule_efficiency(
     """
     gpu_rules = set(gpu_rules)
     train_images = train_images or {}
-    rule_of_folder = {folder: rule for rule, folder in GPU_RULE_FOLDERS.items()}
-    benchmarks = {rule_of_folder.get(f, f): jobs for f, jobs in benchmark_jobs(benchmarks_root).items()}
-    retries = slurm_retries(slurm_logs_root) if slurm_logs_root is not None else {}
+    benchmarks = {_FOLDER_RULE.get(f, f): jobs for f, jobs in benchmark_jobs(benchmarks_root).items()}
+    retries: dict[str, Retries] = {}
+    for name, tried in (slurm_retries(slurm_logs_root) if slurm_logs_root is not None else {}).items():
+        # A shard's attempts count in its folder's row, with the benchmarks' (certify_shard -> certify).
+        row = retries.setdefault(_FOLDER_RULE.get(GPU_RULE_FOLDERS.get(name, ""), name), Retries())
+        row.add(tried)
     rows: list[dict[str, Any]] = []
     for rule in sorted(set(benchmarks) | set(retries)):
         jobs = benchmarks.get(rule, {})
