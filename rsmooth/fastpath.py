@@ -15,6 +15,10 @@ and the scorecard name the precision when it is not fp32.
 
 Decisions:
 
+- ``fp32`` is float32 on CUDA too: PyTorch lets cuDNN run float32 convolutions in TF32 (10 mantissa bits) on
+  Ampere and later GPUs by default, which would certify a reduced-precision network under the name fp32.
+  :class:`rsmooth.smoothing.Smooth` in fp32 turns TF32 off for the process (:func:`exact_float32`); the
+  papers' GPUs (GTX 1080 Ti, V100) had no TF32. Training keeps PyTorch's default.
 - ``fp16`` is refused on a CPU without half-precision kernels (oneDNN reports none on AVX-512 BF16 parts):
   autocast would run but emulate every convolution. ``bf16`` is refused on a CUDA device without bf16.
 - Training in ``bf16`` needs no gradient scaler (bf16 has float32's exponent range); ``fp16`` keeps the
@@ -99,6 +103,15 @@ def compile_unavailable(device_type: str) -> str | None:
         except ImportError:
             return "triton is not installed for the CUDA inductor backend"
     return None
+
+
+def exact_float32(device_type: str) -> None:
+    """Make float32 convolutions and matrix products on CUDA exact float32 (no TF32) for this process."""
+    if device_type == "cuda":
+        import torch
+
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:

@@ -128,6 +128,8 @@ class Smooth:
         self.precision = precision
         self.channels_last = channels_last
         self.compile = compile
+        if precision == DEFAULT_PRECISION and not amp:
+            fastpath.exact_float32(self.device.type)
         if channels_last:
             base_classifier.to(memory_format=fastpath.memory_format(True))
         self._compiled = fastpath.CompiledForward(base_classifier) if compile else None

@@ -177,6 +177,22 @@ def test_fp32_results_with_a_seed_are_identical_across_batch_sizes():
     assert all(o == outcomes[0] for o in outcomes)
 
 
+def test_fp32_certification_on_cuda_turns_tf32_off(monkeypatch):
+    """fp32 is float32 on CUDA too: cuDNN's default TF32 convolutions would certify a 10-bit-mantissa network."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    fastpath.exact_float32("cpu")
+    assert torch.backends.cudnn.allow_tf32  # nothing to do off CUDA
+    fastpath.exact_float32("cuda")
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    calls = []
+    monkeypatch.setattr(fastpath, "exact_float32", calls.append)
+    Smooth(torch.nn.Linear(4, 3), 3, 0.25)
+    Smooth(torch.nn.Linear(4, 3), 3, 0.25, precision="bf16")
+    assert calls == ["cpu"]  # in fp32 only, with the classifier's device
+
+
 def test_auto_batch_picks_a_measured_size_within_the_limit():
     smooth = Smooth(_trained_model(), CLASSES, 0.25)
     chosen, measured = smooth.auto_batch_size((3, 8, 8), limit=512)
