@@ -20,6 +20,7 @@ size ``Smooth.auto_batch_size`` picks; its search is not timed). Runs alternate 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from timing import timed
 
 from rsmooth import fastpath
 from rsmooth.models import get_architecture
+from rsmooth.plan import write_throughput
 from rsmooth.smoothing import Smooth, certify_from_counts
 
 
@@ -83,6 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--depth", type=int, default=110)
     parser.add_argument("--resnet50", action="store_true", help="ResNet-50 at 224x224 (ImageNet) instead")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--throughput-out",
+        type=Path,
+        help="write the fastest fp32 rsmooth rate as a throughput file for scripts/plan.py --throughput",
+    )
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -148,6 +155,14 @@ def main(argv: list[str] | None = None) -> None:
             f"{label:36s} {size:6d} {samples / seconds:11.1f} {seconds / args.images:9.3f} {per_100k:13.3f} "
             f"{reference / seconds:11.2f}x"
         )
+    if args.throughput_out:
+        # The plan's default precision is fp32: a reduced-precision rate would understate its cost.
+        fp32 = [label for label in runs if label.startswith("rsmooth fp32") and "+" not in label]
+        if not fp32:
+            raise SystemExit("--throughput-out needs an fp32 run of rsmooth (add fp32 to --variants)")
+        rate = max(samples / best[label] for label in fp32)
+        figures = {"gpu": name, "certify_samples_per_second": {arch: round(rate, 1)}}
+        print(f"wrote {write_throughput(args.throughput_out, figures)}: {figures}")
 
 
 if __name__ == "__main__":

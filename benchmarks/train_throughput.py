@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from timing import timed
 
 from rsmooth import fastpath
 from rsmooth.models import get_architecture
+from rsmooth.plan import write_throughput
 from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
 
@@ -42,6 +44,12 @@ SETTINGS = {
     "smoothadv-pgd-m4-T10": {"method": "smoothadv", "attack": "pgd", "steps": 10, "num_noise_vec": 4},
 }  # fmt: skip
 DEFAULT_METHODS = [m for m in SETTINGS if m != "smoothadv-pgd-m4-T10"]
+# The rows whose cost factor rsmooth.plan reads (its method_factors keys, for the setting benchmarked here).
+PLAN_KEYS = {
+    "smoothadv-pgd-m1": "smoothadv_pgd", "smoothadv-pgd-m4-multi": "smoothadv_pgd_multi",
+    "smoothadv-ddn-m1": "smoothadv_ddn", "pgd_noise": "pgd_noise", "smoothmix-m2": "smoothmix",
+    "stability": "stability", "macer-k16": "macer", "consistency-m2": "consistency",
+}  # fmt: skip
 
 
 def loop_attack(model, x, y, noise, eps, steps, stein=False):
@@ -153,6 +161,11 @@ def main(argv: list[str] | None = None) -> None:
         "--variants", nargs="+", default=["fp32", "bf16+cl"], help="fp32, bf16+cl, fp16+cl, ..."
     )
     parser.add_argument("--methods", nargs="*", default=DEFAULT_METHODS, choices=list(SETTINGS))
+    parser.add_argument(
+        "--throughput-out",
+        type=Path,
+        help="write the fp32 Gaussian rate and the cost factors as a throughput file for scripts/plan.py",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     variants = [(v, *parse_variant(v)) for v in args.variants]
@@ -177,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{'cost vs gaussian':>17s}"
     )
     gaussian_rate: dict[str, float] = {}
+    fp32_rates: dict[str, float] = {}
     for method in args.methods:
         config = TrainConfig(arch=arch, batch_size=args.batch, eps=0.5, sigma=0.25, dataset=dataset,
                              **SETTINGS[method]).validate()  # fmt: skip
@@ -200,6 +214,26 @@ def main(argv: list[str] | None = None) -> None:
                 gaussian_rate[variant] = rate
             cost = f"{gaussian_rate[variant] / rate:17.1f}" if variant in gaussian_rate else f"{'-':>17s}"
             print(f"{method:24s} {variant:9s} {rate:14.1f} {loop_rate:21.1f} {rate / loop_rate:6.2f} {cost}")
+            if variant == "fp32" and variant in gaussian_rate:
+                fp32_rates[method] = rate
+    if args.throughput_out:
+        # fp32, the plan's default precision; factors keyed as rsmooth.plan.method_factor looks them up.
+        if "gaussian" not in fp32_rates:
+            raise SystemExit(
+                "--throughput-out needs the gaussian row in fp32 (--methods gaussian ... --variants fp32)"
+            )
+        prefix = "" if args.lenet else "resnet:"
+        factors = {
+            prefix + PLAN_KEYS[m]: round(fp32_rates["gaussian"] / r, 2)
+            for m, r in fp32_rates.items()
+            if m in PLAN_KEYS
+        }
+        figures = {
+            "gpu": name,
+            "train_images_per_second": {arch: round(fp32_rates["gaussian"], 1)},
+            "method_factors": factors,
+        }
+        print(f"wrote {write_throughput(args.throughput_out, figures)}: {figures}")
 
 
 if __name__ == "__main__":

@@ -490,6 +490,10 @@ def load_throughput(path: str | Path, base: Throughput = DEFAULT_THROUGHPUT) -> 
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ValueError(f"{path}: cannot read a throughput file: {err}") from err
+    return _parse_throughput(path, data, base)
+
+
+def _parse_throughput(path: Path, data: Any, base: Throughput) -> Throughput:
     if not isinstance(data, dict):
         raise ValueError(
             f"{path}: a throughput file is a mapping of keys to figures, got {type(data).__name__}"
@@ -513,6 +517,19 @@ def load_throughput(path: str | Path, base: Throughput = DEFAULT_THROUGHPUT) -> 
             _check_figure(path, key, value)
             changes[key] = float(value)
     return replace(base, **changes)
+
+
+def write_throughput(path: str | Path, figures: Mapping[str, Any]) -> Path:
+    """Write ``figures`` (the keys of :class:`Throughput`, e.g. ``gpu`` and ``certify_samples_per_second``) as a
+    YAML throughput file for ``--throughput``, checked as :func:`load_throughput` checks it before anything is
+    written; the file appears whole or not at all."""
+    from rsmooth.io import atomic_open
+
+    path = Path(path)
+    _parse_throughput(path, dict(figures), DEFAULT_THROUGHPUT)
+    with atomic_open(path) as handle:
+        yaml.safe_dump(dict(figures), handle, sort_keys=False)
+    return path
 
 
 def _check_figure(path: Path, key: str, value: Any) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rsmooth.plan import DEFAULT_THROUGHPUT, load_throughput, method_factor, plan_config
+from rsmooth.plan import DEFAULT_THROUGHPUT, load_throughput, method_factor, plan_config, write_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,6 +128,30 @@ def test_a_bad_throughput_file_is_rejected_naming_the_file_and_the_bad_entry(tmp
     with pytest.raises(ValueError, match=r"bad\.json") as err:
         load_throughput(path)
     assert message in str(err.value)
+
+
+def test_written_throughput_files_load_back_and_bad_figures_write_nothing(tmp_path):
+    path = write_throughput(
+        tmp_path / "t.yaml", {"gpu": "A100", "certify_samples_per_second": {"resnet50": 2500.0}}
+    )
+    loaded = load_throughput(path)
+    assert loaded.gpu == "A100" and loaded.certify_rate("resnet50") == 2500.0
+    assert loaded.certify_rate("lenet") == DEFAULT_THROUGHPUT.certify_rate("lenet")  # the rest stays default
+    with pytest.raises(ValueError, match=r"certify_samples_per_second\.resnet50 must be a positive number"):
+        write_throughput(tmp_path / "bad.yaml", {"certify_samples_per_second": {"resnet50": -1}})
+    assert not (tmp_path / "bad.yaml").exists()
+
+
+def test_the_certification_benchmark_writes_a_throughput_file_the_planner_reads(tmp_path):
+    out = tmp_path / "gpu.yaml"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/certify_throughput.py"), "--depth", "20", "--images", "1",
+         "--n0", "10", "--n", "40", "--batch", "40", "--repeats", "1", "--variants", "fp32", "--throughput-out", str(out)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = load_throughput(out)
+    assert loaded.gpu.startswith("CPU") and loaded.certify_rate("cifar_resnet20") > 0
 
 
 def test_the_script_rejects_a_bad_throughput_file_before_any_work(tmp_path):
