@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--throughput-out",
         type=Path,
-        help="write the fastest fp32 rsmooth rate as a throughput file for scripts/plan.py --throughput",
+        help="add the fastest fp32 rsmooth rate to a throughput file for scripts/plan.py --throughput",
     )
     args = parser.parse_args(argv)
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit("--throughput-out needs an fp32 run of rsmooth (add fp32 to --variants)")
         rate = max(samples / best[label] for label in fp32)
         figures = {"gpu": name, "certify_samples_per_second": {arch: round(rate, 1)}}
-        print(f"wrote {write_throughput(args.throughput_out, figures)}: {figures}")
+        print(f"wrote {write_throughput(args.throughput_out, figures, update=True)}: {figures}")
 
 
 if __name__ == "__main__":

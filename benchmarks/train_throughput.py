@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--throughput-out",
         type=Path,
-        help="write the fp32 Gaussian rate and the cost factors as a throughput file for scripts/plan.py",
+        help="add the fp32 Gaussian rate and the cost factors to a throughput file for scripts/plan.py",
     )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             "train_images_per_second": {arch: round(fp32_rates["gaussian"], 1)},
             "method_factors": factors,
         }
-        print(f"wrote {write_throughput(args.throughput_out, figures)}: {figures}")
+        print(f"wrote {write_throughput(args.throughput_out, figures, update=True)}: {figures}")
 
 
 if __name__ == "__main__":

@@ -519,16 +519,31 @@ def _parse_throughput(path: Path, data: Any, base: Throughput) -> Throughput:
     return replace(base, **changes)
 
 
-def write_throughput(path: str | Path, figures: Mapping[str, Any]) -> Path:
+def write_throughput(path: str | Path, figures: Mapping[str, Any], update: bool = False) -> Path:
     """Write ``figures`` (the keys of :class:`Throughput`, e.g. ``gpu`` and ``certify_samples_per_second``) as a
     YAML throughput file for ``--throughput``, checked as :func:`load_throughput` checks it before anything is
-    written; the file appears whole or not at all."""
+    written; the file appears whole or not at all. With ``update``, an existing file of the same GPU keeps its
+    other figures (tables merged entry by entry), so each benchmark adds its own to one file."""
     from rsmooth.io import atomic_open
 
     path = Path(path)
-    _parse_throughput(path, dict(figures), DEFAULT_THROUGHPUT)
+    figures = dict(figures)
+    if update and path.exists():
+        load_throughput(path)  # a bad existing file is reported, not silently replaced
+        old = (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text())
+        if "gpu" in old and "gpu" in figures and old["gpu"] != figures["gpu"]:
+            raise ValueError(f"{path}: its figures are for {old['gpu']!r}, these for {figures['gpu']!r}")
+        for key, value in figures.items():
+            old[key] = (
+                {**old[key], **value} if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+            )
+        figures = old
+    _parse_throughput(path, figures, DEFAULT_THROUGHPUT)
     with atomic_open(path) as handle:
-        yaml.safe_dump(dict(figures), handle, sort_keys=False)
+        if path.suffix == ".json":
+            json.dump(figures, handle, indent=1)
+        else:
+            yaml.safe_dump(figures, handle, sort_keys=False)
     return path
 
 

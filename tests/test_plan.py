@@ -140,6 +140,14 @@ def test_written_throughput_files_load_back_and_bad_figures_write_nothing(tmp_pa
     with pytest.raises(ValueError, match=r"certify_samples_per_second\.resnet50 must be a positive number"):
         write_throughput(tmp_path / "bad.yaml", {"certify_samples_per_second": {"resnet50": -1}})
     assert not (tmp_path / "bad.yaml").exists()
+    # A second benchmark adds its figures to the same file; another GPU's figures are refused.
+    write_throughput(path, {"gpu": "A100", "certify_samples_per_second": {"lenet": 9e5}}, update=True)
+    assert (
+        load_throughput(path).certify_rate("resnet50") == 2500.0
+        and load_throughput(path).certify_rate("lenet") == 9e5
+    )
+    with pytest.raises(ValueError, match="for 'A100', these for 'H100'"):
+        write_throughput(path, {"gpu": "H100"}, update=True)
 
 
 def test_the_certification_benchmark_writes_a_throughput_file_the_planner_reads(tmp_path):
