@@ -46,6 +46,11 @@ stop() { # stop the process whose PID is in file $1, if it is alive
 down() {
   local f
   for f in $PIDS; do stop "$f"; done
+  # Without a configuration the SLURM tools fail at once; with one whose controller is gone, `scontrol show
+  # config` waits 9 s, and the SLURM executor plugin runs it whenever Snakemake starts. Only our own file.
+  if [ -e "$CONF/slurm.conf" ] && grep -q "Written by rsmooth scripts/local_slurm.sh" "$CONF/slurm.conf"; then
+    rm -f "$CONF/slurm.conf"
+  fi
   say "stopped slurmd, slurmctld and munged"
 }
 
