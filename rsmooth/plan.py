@@ -64,6 +64,7 @@ __all__ = [
     "load_throughput",
     "method_factor",
     "plan_config",
+    "write_throughput",
 ]
 
 # The GPU the default figures are for, and where each comes from.
@@ -271,7 +272,7 @@ class Plan:
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
-        """The plan for the report: the three tables and where the figures come from."""
+        """The plan for the report, a whole HTML page: the three tables and where the figures come from."""
         parts = [f"<h2>Plan of {self.config_name}</h2>", f"<p>{_escape(self._summary())}</p>"]
         for title, rows in (
             ("Per stage", self.stages),
@@ -282,7 +283,12 @@ class Plan:
         parts.append("<h3>Sources of the throughput figures</h3><ul>")
         parts += [f"<li><b>{k}</b>: {_escape(v)}</li>" for k, v in SOURCES.items()]
         parts.append("</ul>")
-        return "\n".join(parts) + "\n"
+        title = _escape(f"Plan of {self.config_name}")
+        return (
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head><body>\n"
+            + "\n".join(parts)
+            + "\n</body></html>\n"
+        )
 
     def _summary(self) -> str:
         return (

@@ -117,7 +117,7 @@ rule runtimes:
         script=script("runtimes.py"),
         benchmarks="results/benchmarks",
         # The efficiency table: work logs under results/, retries from the SLURM profile's slurm-logdir.
-        results="results",
+        results=lambda wc, output: Path(output[0]).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
         "python {params.script} {params.benchmarks} {output} --plan {input.plan} --config {input.config} "

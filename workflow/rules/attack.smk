@@ -21,10 +21,6 @@ ATTACK_SHELL = (
 ATTACK_OPTIONS = " ".join(filter(None, [*fast_path_arguments(EMPIRICAL or {}), TRUST_CHECKPOINT]))
 
 
-def attack_bounds(wildcards):
-    return "--start {} --stop {}".format(*ATTACK_JOBS[int(wildcards.get("shard", 0))])
-
-
 EMPIRICAL_OUT = f"{ANALYSIS}/empirical"
 EMPIRICAL_FIGURES = ["m_test", "n", "estimator", "groups"]
 
@@ -52,7 +48,7 @@ if len(ATTACK_JOBS) == 1:
         params:
             script=script("attack.py"),
             bounds=attack_bounds,
-            root=data_root(data_stamp(config["training"]["dataset"])),
+            root=lambda wc, input: data_root(input.data),
             dataset=config["training"]["dataset"],
             e=EMPIRICAL,
             setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
@@ -79,7 +75,7 @@ if len(ATTACK_JOBS) > 1:
         params:
             script=script("attack.py"),
             bounds=attack_bounds,
-            root=data_root(data_stamp(config["training"]["dataset"])),
+            root=lambda wc, input: data_root(input.data),
             dataset=config["training"]["dataset"],
             e=EMPIRICAL,
             setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),

@@ -25,15 +25,6 @@ CERTIFY_OPTIONS = " ".join(
 )
 
 
-def certify_bounds(wildcards):
-    start, stop = CERTIFY_JOBS[wildcards.model][int(wildcards.get("shard", 0))]
-    return f"--start {start} --stop {stop}"
-
-
-def certify_skip(wildcards):
-    return MODELS[wildcards.model].certify_skip
-
-
 if WHOLE_CELL_MODELS:
 
     rule certify:
@@ -55,7 +46,7 @@ if WHOLE_CELL_MODELS:
             script=script("certify.py"),
             bounds=certify_bounds,
             skip=certify_skip,
-            root=data_root(data_stamp(config["training"]["dataset"])),
+            root=lambda wc, input: data_root(input.data),
             dataset=config["training"]["dataset"],
             c=config["certify"],
             amp=CERTIFY_OPTIONS,
@@ -84,7 +75,7 @@ if SHARDED_MODELS:
             script=script("certify.py"),
             bounds=certify_bounds,
             skip=certify_skip,
-            root=data_root(data_stamp(config["training"]["dataset"])),
+            root=lambda wc, input: data_root(input.data),
             dataset=config["training"]["dataset"],
             c=config["certify"],
             amp=CERTIFY_OPTIONS,

@@ -148,6 +148,21 @@ def train_extra_arguments(wildcards, input):
     return " ".join(extra)
 
 
+def certify_bounds(wildcards):
+    """--start/--stop of a certification job: the cell's only job, or its shard."""
+    start, stop = CERTIFY_JOBS[wildcards.model][int(wildcards.get("shard", 0))]
+    return f"--start {start} --stop {stop}"
+
+
+def certify_skip(wildcards):
+    return MODELS[wildcards.model].certify_skip
+
+
+def attack_bounds(wildcards):
+    """--start/--stop of an attack job (ATTACK_JOBS, rules/attack.smk)."""
+    return "--start {} --stop {}".format(*ATTACK_JOBS[int(wildcards.get("shard", 0))])
+
+
 def write_texts(texts, log):
     """Write each text to its path atomically, and say so in the log."""
     from rsmooth.io import atomic_open
