@@ -491,12 +491,15 @@ def load_throughput(path: str | Path, base: Throughput = DEFAULT_THROUGHPUT) -> 
     entries are merged over the default table). A ValueError naming the file and the bad key or value for an
     unknown key, a non-mapping table, or a figure that is not a positive finite number."""
     path = Path(path)
+    return _parse_throughput(path, _read_throughput_file(path), base)
+
+
+def _read_throughput_file(path: Path) -> Any:
     try:
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise ValueError(f"{path}: cannot read a throughput file: {err}") from err
-    return _parse_throughput(path, data, base)
 
 
 def _parse_throughput(path: Path, data: Any, base: Throughput) -> Throughput:
@@ -535,8 +538,8 @@ def write_throughput(path: str | Path, figures: Mapping[str, Any], update: bool 
     path = Path(path)
     figures = dict(figures)
     if update and path.exists():
-        load_throughput(path)  # a bad existing file is reported, not silently replaced
-        old = (json.loads if path.suffix == ".json" else yaml.safe_load)(path.read_text())
+        old = _read_throughput_file(path)
+        _parse_throughput(path, old, DEFAULT_THROUGHPUT)  # a bad existing file is reported, not replaced
         if "gpu" in old and "gpu" in figures and old["gpu"] != figures["gpu"]:
             raise ValueError(f"{path}: its figures are for {old['gpu']!r}, these for {figures['gpu']!r}")
         for key, value in figures.items():

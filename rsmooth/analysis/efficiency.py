@@ -48,13 +48,7 @@ GPU_RULE_FOLDERS: dict[str, str] = {
 }
 GPU_RULES = tuple(GPU_RULE_FOLDERS)
 # A benchmark folder's row in the table: one job or one shard of a cell are the same work.
-_FOLDER_RULE = {
-    "pretrain": "pretrain",
-    "pseudolabels": "train_standard_model",
-    "train": "train",
-    "certify": "certify",
-    "attack": "attack",
-}
+_FOLDER_RULE = {folder: rule for rule, folder in reversed(GPU_RULE_FOLDERS.items())}
 
 COLUMNS = [
     "rule",
