@@ -29,8 +29,8 @@ from rsmooth import fastpath
 from rsmooth.data import get_dataset
 from rsmooth.data.synthetic import write_synthetic_cifar10, write_synthetic_imagenet
 from rsmooth.models import get_architecture
-from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
+from rsmooth.train_config import TrainConfig
 
 
 def loader_rate(dataset, batch: int, workers: int, pin: bool, batches: int) -> float:

@@ -29,8 +29,8 @@ from timing import timed
 from rsmooth import fastpath
 from rsmooth.models import get_architecture
 from rsmooth.plan import write_throughput
-from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
+from rsmooth.train_config import TrainConfig
 
 SETTINGS = {
     "gaussian": {"method": "gaussian"},

@@ -105,13 +105,38 @@ def compile_unavailable(device_type: str) -> str | None:
     return None
 
 
+def float32_matmul_settings() -> dict[str, str]:
+    """How CUDA computes float32 convolutions and matrix products in this process: ``"ieee"`` (float32) or
+    ``"tf32"``, read through torch's public settings (``fp32_precision`` since torch 2.9, ``allow_tf32`` before)."""
+    import torch
+
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        return {"conv": conv.fp32_precision, "matmul": torch.backends.cuda.matmul.fp32_precision}
+    as_name = {True: "tf32", False: "ieee"}
+    return {
+        "conv": as_name[bool(torch.backends.cudnn.allow_tf32)],
+        "matmul": as_name[bool(torch.backends.cuda.matmul.allow_tf32)],
+    }
+
+
+def set_float32_matmul(conv: str, matmul: str) -> None:
+    """Set both through torch's public setters (values as :func:`float32_matmul_settings` returns them)."""
+    import torch
+
+    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
+    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):
+        cudnn_conv.fp32_precision = conv
+        torch.backends.cuda.matmul.fp32_precision = matmul
+    else:
+        torch.backends.cudnn.allow_tf32 = conv == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = matmul == "tf32"
+
+
 def exact_float32(device_type: str) -> None:
     """Make float32 convolutions and matrix products on CUDA exact float32 (no TF32) for this process."""
     if device_type == "cuda":
-        import torch
-
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
+        set_float32_matmul("ieee", "ieee")
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train a base classifier for randomized smoothing (one grid cell of the pipeline).
 
-Every field of ``rsmooth.train.TrainConfig`` is an option (``--lr-step-size``, ``--num-noise-vec``, ...),
+Every field of ``rsmooth.train_config.TrainConfig`` is an option (``--lr-step-size``, ``--num-noise-vec``, ...),
 generated from the method registry (``rsmooth.train.methods``);
 ``--config FILE.yaml`` loads them from a file and options given on the command line win. A rerun after a
 kill resumes from ``<output>.resume``; the final checkpoint appears only when training is complete.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from rsmooth.errors import ConfigFileError
 from rsmooth.io import read_config_file
-from rsmooth.train import TrainConfig, train
+from rsmooth.train.loop import train
 from rsmooth.train.methods import REGISTRY, Option
-from rsmooth.train_config import OPTIONS, OWNER
+from rsmooth.train_config import OPTIONS, OWNER, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:

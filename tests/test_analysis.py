@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import rsmooth.analysis as A
+import rsmooth.analysis.figures as figures
 import rsmooth.analysis.provenance as prov_module
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/cohen2019"
@@ -508,15 +509,17 @@ def test_write_table_embeds_provenance_in_every_format(tmp_path, small_logs):
 def test_figures_are_written(tmp_path, small_logs):
     record = A.collect_provenance()
     paths = [
-        A.plot_certified_accuracy(small_logs, tmp_path / "curves.png", max_radius=2.25, provenance=record),
-        A.plot_envelopes(
+        figures.plot_certified_accuracy(
+            small_logs, tmp_path / "curves.png", max_radius=2.25, provenance=record
+        ),
+        figures.plot_envelopes(
             {"ours": small_logs, "cohen": {"a": small_logs["σ = 0.25"]}},
             tmp_path / "envelopes.svg",
             max_radius=2.25,
             styles={"cohen": {"linestyle": "--"}},
             provenance=record,
         ),
-        A.plot_ablation(
+        figures.plot_ablation(
             {"σ = 0.25": {"1": small_logs["σ = 0.25"], "2": small_logs["σ = 0.50"]}, "σ = 0.50": small_logs},
             tmp_path / "ablation_m.png",
             parameter="m_train",
@@ -529,7 +532,7 @@ def test_figures_are_written(tmp_path, small_logs):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and b"rsmooth provenance" in png
     assert "rsmooth provenance" in paths[1].read_text()
     with pytest.raises(ValueError, match="figures are written as"):
-        A.plot_certified_accuracy(small_logs, tmp_path / "curves.pdf", max_radius=1.0)
+        figures.plot_certified_accuracy(small_logs, tmp_path / "curves.pdf", max_radius=1.0)
 
 
 # ----------------------------------------------------------------------------------------------- scorecard
@@ -844,6 +847,8 @@ def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
     assert {"scorecard.csv", "scorecard.html", "cells.csv", "cells.html", "configuration.html"} <= names
     assert (card["status"] != "not run").any() and len(certifications) == 4
     assert "σ = 0.125" in (tmp_path / "out/tables/envelope_per_sigma.md").read_text()
-    written = A.write_figures(certifications, tmp_path / "figures", max_radius=2.25, provenance={"x": 1})
-    assert [p.stem for p in written] == list(A.RUN_FIGURES)
+    written = figures.write_figures(
+        certifications, tmp_path / "figures", max_radius=2.25, provenance={"x": 1}
+    )
+    assert [p.stem for p in written] == list(figures.RUN_FIGURES)
     assert all(p.stat().st_size > 1000 for p in written)

@@ -21,7 +21,8 @@ from rsmooth import smoothing as smoothing_module
 from rsmooth.data.synthetic import write_synthetic_cifar10
 from rsmooth.models import load_checkpoint
 from rsmooth.smoothing import Smooth, certify_from_counts
-from rsmooth.train import loop, train
+from rsmooth.train import loop
+from rsmooth.train.loop import train
 from rsmooth.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,13 +180,20 @@ def test_fp32_results_with_a_seed_are_identical_across_batch_sizes():
 
 def test_fp32_certification_on_cuda_turns_tf32_off(monkeypatch):
     """fp32 is float32 on CUDA too: cuDNN's default TF32 convolutions would certify a 10-bit-mantissa network."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    fastpath.exact_float32("cpu")
-    assert torch.backends.cudnn.allow_tf32  # nothing to do off CUDA
-    fastpath.exact_float32("cuda")
-    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    before = fastpath.float32_matmul_settings()
+    try:  # torch's public setters only, restored the same way
+        fastpath.set_float32_matmul("tf32", "tf32")
+        assert fastpath.float32_matmul_settings() == {"conv": "tf32", "matmul": "tf32"}
+        fastpath.exact_float32("cpu")
+        assert fastpath.float32_matmul_settings() == {
+            "conv": "tf32",
+            "matmul": "tf32",
+        }  # nothing to do off CUDA
+        fastpath.exact_float32("cuda")
+        assert fastpath.float32_matmul_settings() == {"conv": "ieee", "matmul": "ieee"}
+    finally:
+        fastpath.set_float32_matmul(**before)
+    assert fastpath.float32_matmul_settings() == before
     calls = []
     monkeypatch.setattr(fastpath, "exact_float32", calls.append)
     Smooth(torch.nn.Linear(4, 3), 3, 0.25)

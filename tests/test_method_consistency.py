@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from rsmooth import attacks
-from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
 from rsmooth.train.methods.consistency import consistency_loss
+from rsmooth.train_config import TrainConfig
 
 
 def hand_consistency(logits, lbd, eta):

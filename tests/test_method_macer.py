@@ -11,9 +11,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
 from rsmooth.train.methods.macer import macer_loss
+from rsmooth.train_config import TrainConfig
 
 
 def hand_macer(logits, y, k, sigma, lbd, gamma, beta):

@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from rsmooth.train import TrainConfig
 from rsmooth.train.methods import MethodStep
 from rsmooth.train.methods.stability import stability_loss
+from rsmooth.train_config import TrainConfig
 
 
 def hand_stability(clean, noisy, y, lbd):

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rsmooth.train import TrainConfig
-from rsmooth.train import methods as methods_module
+from rsmooth import attacks as rsmooth_attacks
 from rsmooth.train.methods import REGISTRY, MethodStep, smoothmix_mix_loss, smoothmix_mixup, warmup_factor
+from rsmooth.train_config import TrainConfig
 
 
 def test_warmup_is_linear_from_the_first_epoch():
@@ -72,14 +72,14 @@ class Recorder(torch.nn.Module):
 @pytest.mark.parametrize("multi_noise", [False, True])
 def test_smoothadv_trains_on_the_noise_its_attack_used(monkeypatch, multi_noise):
     seen = []
-    real_attack = methods_module.attacks.smoothadv_pgd
+    real_attack = rsmooth_attacks.smoothadv_pgd
 
     def spy(model, x, y, *, eps, steps, noise):
         x_adv = real_attack(model, x, y, eps=eps, steps=steps, noise=noise)
         seen.append((x_adv, noise.clone()))
         return x_adv
 
-    monkeypatch.setattr(methods_module.attacks, "smoothadv_pgd", spy)
+    monkeypatch.setattr(rsmooth_attacks, "smoothadv_pgd", spy)
     torch.manual_seed(0)
     model = Recorder()
     config = TrainConfig(
@@ -145,7 +145,8 @@ def test_every_method_lowers_the_loss_and_resumes_bit_for_bit(tmp_path, mnist_ro
     import pandas as pd
 
     from rsmooth.models import load_checkpoint
-    from rsmooth.train import loop, train
+    from rsmooth.train import loop
+    from rsmooth.train.loop import train
 
     config = lenet(method)
     reference = train(config, tmp_path / "full.pt", data_root=mnist_root, progress=False)
@@ -177,13 +178,13 @@ def test_adversarial_evaluation_uses_the_training_attacker(monkeypatch):
     from rsmooth.train.loop import evaluate
 
     used = []
-    real_ddn = methods_module.attacks.smoothadv_ddn
+    real_ddn = rsmooth_attacks.smoothadv_ddn
 
     def spy(*args, **kwargs):
         used.append(kwargs["eps"])
         return real_ddn(*args, **kwargs)
 
-    monkeypatch.setattr(methods_module.attacks, "smoothadv_ddn", spy)
+    monkeypatch.setattr(rsmooth_attacks, "smoothadv_ddn", spy)
     torch.manual_seed(0)
     model = Recorder().eval()
     data = torch.utils.data.TensorDataset(torch.rand(6, 3, 2, 2), torch.randint(0, 3, (6,)))
@@ -199,13 +200,13 @@ def test_smoothmix_one_step_bound_is_alpha_times_mix_step_or_the_explicit_maxnor
     monkeypatch, maxnorm_s, expected
 ):
     bounds = []
-    real = methods_module.attacks.smoothmix_pgd
+    real = rsmooth_attacks.smoothmix_pgd
 
     def spy(*args, **kwargs):
         bounds.append(kwargs["maxnorm_s"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(methods_module.attacks, "smoothmix_pgd", spy)
+    monkeypatch.setattr(rsmooth_attacks, "smoothmix_pgd", spy)
     config = TrainConfig(
         method="smoothmix", sigma=0.25, num_noise_vec=2, batch_size=4, steps=2, mix_step=1,
         smoothmix_alpha=0.5, smoothmix_maxnorm_s=maxnorm_s, warmup=2,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from rsmooth import TORCH_FREE_MODULES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -34,3 +36,12 @@ def test_snakefmt_is_clean():
     assert snakefmt, "snakefmt is not installed (pip install -e '.[dev]')"
     result = run(snakefmt, "--check", *map(str, snakefiles))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module", TORCH_FREE_MODULES)
+def test_torch_free_modules_import_without_torch(module):
+    # Each in a fresh interpreter: the rule is about what importing the module itself pulls in.
+    code = f"import sys, {module}; print(sorted({{'torch', 'torchvision'}} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"

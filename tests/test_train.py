@@ -18,10 +18,11 @@ from torch.utils.data import ConcatDataset, TensorDataset
 
 from rsmooth.data.synthetic import write_synthetic_cifar10, write_synthetic_imagenet32, write_synthetic_mnist
 from rsmooth.models import get_architecture, load_checkpoint, save_checkpoint
-from rsmooth.train import LOG_COLUMNS, TrainConfig, loop, train
+from rsmooth.train import loop
 from rsmooth.train.batches import plan_epoch, rank_slice
-from rsmooth.train.loop import Distributed
+from rsmooth.train.loop import LOG_COLUMNS, Distributed, train
 from rsmooth.train.methods import REGISTRY
+from rsmooth.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE_DRAWS = [name for name, cls in REGISTRY.items() if cls.noise_draws]  # methods with m > 1

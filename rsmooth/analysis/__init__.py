@@ -6,7 +6,8 @@ with a scorecard against them, and provenance.
   high-probability bound, the envelope (``best_per_radius``).
 - ``grids``: the papers' radius grids, input dimensions and l-inf radii.
 - ``tables``: table builders and CSV / Markdown / LaTeX / HTML renderers.
-- ``figures``: certified-accuracy curves, envelopes, ablations (matplotlib, imported on first use).
+- ``figures``: certified-accuracy curves, envelopes, ablations (matplotlib: import
+  ``rsmooth.analysis.figures`` itself, so that the table jobs start without it).
 - ``paper``: the papers' numbers (package data) and the scorecard.
 - ``results``: a run's grid description, which paper row each model stands for, and the report's tables.
 - ``provenance``: configuration hash, code and package versions, seeds.
@@ -95,7 +96,6 @@ __all__ = [
     "PLOT_MAX_RADIUS",
     "PLOT_STEP",
     "RESULT_TABLES",
-    "RUN_FIGURES",
     "TABLE_RADII",
     "Certification",
     "GridModel",
@@ -131,9 +131,6 @@ __all__ = [
     "paper_values",
     "parse_duration",
     "per_sigma_envelope_table",
-    "plot_ablation",
-    "plot_certified_accuracy",
-    "plot_envelopes",
     "procedure_caption",
     "radius_grid",
     "read_attack_log",
@@ -150,19 +147,7 @@ __all__ = [
     "to_html",
     "to_latex",
     "to_markdown",
-    "write_figures",
     "write_provenance_sidecar",
     "write_results",
     "write_table",
 ]
-
-# The figures need matplotlib: imported when first asked for, so that the table jobs start without it.
-_FIGURES = ("RUN_FIGURES", "plot_ablation", "plot_certified_accuracy", "plot_envelopes", "write_figures")
-
-
-def __getattr__(name: str):
-    if name in _FIGURES:
-        from rsmooth.analysis import figures
-
-        return getattr(figures, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def collect_provenance(
         "seeds": _jsonable(seeds),
     }
     if timestamp:
-        record["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record["created_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
     if extra:
         record.update(_jsonable(extra))
     return record

@@ -11,7 +11,7 @@ on first use.
 
 from __future__ import annotations
 
-from rsmooth.train.methods.base import Method, Option, StepStats, attacks, warmup_factor
+from rsmooth.train.methods.base import Method, Option, StepStats, warmup_factor
 from rsmooth.train.methods.consistency import Consistency
 from rsmooth.train.methods.gaussian import Gaussian
 from rsmooth.train.methods.macer import Macer
@@ -44,7 +44,6 @@ __all__ = [
     "MethodStep",
     "Option",
     "StepStats",
-    "attacks",
     "get_method",
     "smoothmix_mix_loss",
     "smoothmix_mixup",

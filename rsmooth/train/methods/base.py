@@ -15,52 +15,22 @@ A method is one subclass of :class:`Method` in its own module of this package. T
 An instance runs the method's training step on one loader batch (``step``), with the epoch's warm-ups
 (``set_epoch``) and the attack of the per-epoch adversarial evaluation (``evaluation_attack``).
 
-torch is imported on first use (:data:`torch`, :data:`F` are lazy), so that ``TrainConfig`` and the Snakemake
-DAG, which read the class attributes only, never import it.
+The methods' modules import torch inside the functions that use it: the Snakemake DAG and ``TrainConfig`` read
+the class attributes only, and must not import torch (the rule: ``rsmooth.TORCH_FREE_MODULES``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from rsmooth.train_config import TrainConfig
 
 StepStats = tuple[float, int, int]
-
-
-class _LazyModule:
-    """A module imported on first attribute access; setting an attribute sets it on the module (so that
-    ``monkeypatch.setattr(methods.attacks, ...)`` patches ``rsmooth.attacks`` itself)."""
-
-    def __init__(self, name: str) -> None:
-        object.__setattr__(self, "_name", name)
-        object.__setattr__(self, "_module", None)
-
-    def _load(self) -> ModuleType:
-        if self._module is None:
-            object.__setattr__(self, "_module", importlib.import_module(self._name))
-        return self._module
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self._load(), attr)
-
-    def __setattr__(self, attr: str, value: Any) -> None:
-        setattr(self._load(), attr, value)
-
-    def __delattr__(self, attr: str) -> None:
-        delattr(self._load(), attr)
-
-
-torch: Any = _LazyModule("torch")
-F: Any = _LazyModule("torch.nn.functional")
-attacks: Any = _LazyModule("rsmooth.attacks")
 
 
 @dataclass(frozen=True)
@@ -199,6 +169,8 @@ class Method:
         memory_format: Any = None,
         precision: str = "fp32",
     ) -> None:
+        import torch
+
         self.config = config
         self.model = model  # possibly DistributedDataParallel: used for the training forward passes
         self.base = model.module if hasattr(model, "module") else model  # attacks run on the bare model
@@ -239,9 +211,13 @@ class Method:
 
     def noise(self, x: Any, m: int) -> Any:
         """``[B, m, C, H, W]`` draws of N(0, sigma^2): copies of one image consecutive."""
+        import torch
+
         return torch.randn((x.shape[0], m, *x.shape[1:]), device=x.device) * self.config.sigma
 
     def logits(self, inputs: Any) -> Any:
+        import torch
+
         with self.autocast():
             if self.memory_format == torch.channels_last:
                 from rsmooth.fastpath import to_memory_format
@@ -257,6 +233,8 @@ class Method:
 
     def fit(self, inputs: Any, targets: Any, weight: float) -> StepStats:
         """Cross-entropy step on ready inputs."""
+        import torch.nn.functional as F
+
         logits = self.logits(inputs)
         loss = F.cross_entropy(logits, targets) * weight
         self.update(loss)

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import F, Method, Option, StepStats, add_stats, attacks, torch
+from rsmooth.train.methods.base import Method, Option, StepStats, add_stats
 
 _PROB_FLOOR = 1e-20  # consistency.py clamps pbar before the log of the entropy
 
 
 def consistency_loss(logits: list[Any], lbd: float, eta: float) -> Any:
     """``mean_b [lbd * (1/m) sum_i KL(pbar || softmax(logits_i)) + eta * H(pbar)]`` for a list of m ``[B, K]``."""
+    import torch
+    import torch.nn.functional as F
+
     softmax = [F.softmax(logit, dim=1) for logit in logits]
     mean = sum(softmax) / len(softmax)
     kl = sum(F.kl_div(F.log_softmax(logit, dim=1), mean, reduction="none").sum(1) for logit in logits)
@@ -67,11 +70,16 @@ class Consistency(Method):
         self.eps = min(cfg.eps, (epoch + 1) * cfg.eps / cfg.warmup)  # as the reference writes it
 
     def attack(self, model: Any, x: Any, y: Any, noise: Any) -> Any:
+        from rsmooth import attacks
+
         if self.eps == 0:
             return x
         return attacks.consistency_pgd(model, x, y, eps=self.eps, steps=self.config.steps, noise=noise)
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch
+        import torch.nn.functional as F
+
         cfg = self.config
         m = cfg.num_noise_vec
         total = (0.0, 0, 0)

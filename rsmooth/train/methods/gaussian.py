@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsmooth.train.methods.base import Method, StepStats, torch
+from rsmooth.train.methods.base import Method, StepStats
 
 
 class Gaussian(Method):
@@ -14,4 +14,6 @@ class Gaussian(Method):
     summary = "Gaussian augmentation (Cohen et al. 2019)"
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch
+
         return self.fit(x + torch.randn_like(x) * self.config.sigma, y, weight)

@@ -21,13 +21,15 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import F, Method, Option, StepStats, torch
+from rsmooth.train.methods.base import Method, Option, StepStats
 
 _LOG_EPSILON = 1e-10  # macer.py adds it to the mean softmax before the log
 
 
 def _normal_icdf(p: Any) -> Any:
     # torch.distributions.Normal(0, 1).icdf, as macer.py: sqrt(2) * erfinv(2p - 1), inf at p = 1.
+    import torch
+
     return torch.erfinv(2 * p - 1) * math.sqrt(2)
 
 
@@ -38,6 +40,9 @@ def macer_loss(
 
     ``logits`` is ``[B * k, K]`` (row ``b * k + j`` = copy j of image b), ``y`` ``[B]``.
     """
+    import torch
+    import torch.nn.functional as F
+
     batch = len(y)
     outputs = logits.view(batch, k, -1)
     mean_softmax = F.softmax(outputs, dim=2).mean(1)
@@ -86,6 +91,8 @@ class Macer(Method):
         self.lbd = 0.0 if deferred else cfg.macer_lambda
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch.nn.functional as F
+
         cfg = self.config
         k = cfg.num_noise_vec
         lbd = getattr(self, "lbd", cfg.macer_lambda)

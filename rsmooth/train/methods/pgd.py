@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsmooth.train.methods.base import Method, StepStats, attacks, torch
+from rsmooth.train.methods.base import Method, StepStats
 
 
 class PGDVanilla(Method):
@@ -19,12 +19,16 @@ class PGDVanilla(Method):
     with_noise = False
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch
+
         x_adv = self.evaluation_attack(self.base, x, y, None)
         if self.with_noise:
             x_adv = x_adv + torch.randn_like(x_adv) * self.config.sigma
         return self.fit(x_adv, y, weight)
 
     def evaluation_attack(self, model: Any, x: Any, y: Any, noise: Any) -> Any:
+        from rsmooth import attacks
+
         if self.eps == 0:
             return x
         return attacks.pgd_base(model, x, y, eps=self.eps, steps=self.config.steps)

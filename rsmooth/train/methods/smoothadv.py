@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsmooth.train.methods.base import Method, StepStats, add_stats, attacks, torch
+from rsmooth.train.methods.base import Method, StepStats, add_stats
 
 
 class SmoothAdv(Method):
@@ -34,6 +34,8 @@ class SmoothAdv(Method):
         return f"smoothadv-{values['attack']}"
 
     def attack(self, model: Any, x: Any, y: Any, noise: Any, attack: str | None = None) -> Any:
+        from rsmooth import attacks
+
         if self.eps == 0:
             return x
         cfg = self.config
@@ -54,6 +56,8 @@ class SmoothAdv(Method):
         )
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch
+
         m = self.config.num_noise_vec
         kept_inputs, kept_targets, total = [], [], (0.0, 0, 0)
         # The reference splits every batch into m chunks of B/m images, each expanded to m noisy copies.

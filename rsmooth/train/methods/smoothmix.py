@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsmooth.train.methods.base import F, Method, Option, StepStats, add_stats, attacks, torch
+from rsmooth.train.methods.base import Method, Option, StepStats, add_stats
 
 
 def smoothmix_mixup(x_init: Any, x_adv: Any, soft_clean: Any, lam: Any = None) -> tuple[Any, Any, Any]:
@@ -29,6 +29,8 @@ def smoothmix_mixup(x_init: Any, x_adv: Any, soft_clean: Any, lam: Any = None) -
     uniform distribution and ``lam ~ U[0, 1/2]`` per example; ``soft_clean`` is the smoothed soft prediction
     ``F(x_init)`` (mean softmax over the noise draws), not detached, as in the official code.
     """
+    import torch
+
     batch, num_classes = soft_clean.shape
     if lam is None:
         lam = torch.rand(batch, device=x_init.device) / 2
@@ -44,6 +46,8 @@ def smoothmix_mix_loss(mix_logits: Any, y_mix: Any, mask: Any, m: int) -> Any:
     ``mix_logits`` is ``[B*m, K]`` (copies of one image consecutive), ``y_mix`` ``[B, K]``, ``mask`` ``[B]``
     (1 where the smoothed clean prediction is right). Masked examples count as zeros in the mean.
     """
+    import torch.nn.functional as F
+
     targets = y_mix.repeat_interleave(m, dim=0)
     kl = F.kl_div(F.log_softmax(mix_logits, dim=1), targets, reduction="none").sum(dim=1)
     return (kl * mask.repeat_interleave(m).to(kl.dtype)).mean()
@@ -72,6 +76,10 @@ class SmoothMix(Method):
     lr_decay_offset = 1  # the official train.py steps the scheduler after the epoch (facts, section 0)
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch.nn.functional as F
+
+        from rsmooth import attacks
+
         cfg = self.config
         m = cfg.num_noise_vec
         total = (0.0, 0, 0)
@@ -108,6 +116,8 @@ class SmoothMix(Method):
         return total
 
     def evaluation_attack(self, model: Any, x: Any, y: Any, noise: Any) -> Any:
+        from rsmooth import attacks
+
         cfg = self.config
         return attacks.smoothmix_pgd(
             model, x, y, alpha=cfg.smoothmix_alpha, steps=cfg.steps, noise=noise[:, None],

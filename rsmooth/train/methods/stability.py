@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsmooth.train.methods.base import F, Method, Option, StepStats, torch
+from rsmooth.train.methods.base import Method, Option, StepStats
 
 
 def stability_loss(clean_logits: Any, noisy_logits: Any, y: Any, lbd: float) -> Any:
     """``CE(clean, y) + lbd * mean_b sum_k -softmax(clean)_k log_softmax(noisy)_k``."""
+    import torch.nn.functional as F
+
     stab = -(F.softmax(clean_logits, dim=1) * F.log_softmax(noisy_logits, dim=1)).sum(dim=1).mean()
     return F.cross_entropy(clean_logits, y) + lbd * stab
 
@@ -32,6 +34,8 @@ class Stability(Method):
     lr_decay_offset = 1  # scheduler.step(epoch) after the epoch, as every SmoothMix-repository script
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
+        import torch
+
         noise = torch.randn_like(x) * self.config.sigma
         clean = self.logits(x)
         noisy = self.logits(x + noise)
