@@ -42,6 +42,13 @@ def select_indices(
         raise ValueError(f"skip must be >= 1, got {skip}")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
+    if start >= dataset_size or (stop is not None and stop <= start):
+        # A job planned for a larger split than the one on disk would otherwise "succeed" with an empty log.
+        shown = "end" if stop is None else stop
+        raise ValueError(
+            f"the index range [{start}, {shown}) holds no image of a data set of {dataset_size} images "
+            f"(indices 0 to {dataset_size - 1})"
+        )
     end = dataset_size if stop is None else min(stop, dataset_size)
     if max_index >= 0:
         end = min(end, max_index)

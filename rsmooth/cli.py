@@ -210,9 +210,12 @@ def load_smoothed(args: argparse.Namespace, prog: str) -> tuple[Smooth, Any, lis
     is read."""
     model, _, classes = load_model(args, prog)
     dataset = get_dataset(args.dataset, args.split, args.data_root, augment=False)
-    indices = select_indices(
-        len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop
-    )
+    try:
+        indices = select_indices(
+            len(dataset), skip=args.skip, max_index=args.max, start=args.start, stop=args.stop
+        )
+    except ValueError as err:
+        raise SystemExit(f"{prog}: error: --start/--stop: {err} ({args.dataset} {args.split})") from None
     shape = tuple(dataset[indices[0] if indices else 0][0].shape)
     if args.channels_last and len(shape) != 3:
         raise SystemExit(f"{prog}: error: --channels-last needs images [C, H, W], got shape {shape}")

@@ -17,6 +17,8 @@ normalization is the model's first layer, since the smoothing noise is added in 
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -112,6 +114,31 @@ class DatasetSpec:
     archive_md5: str | None = None
     class_names: tuple[str, ...] | None = None  # fallback names when the files carry none
     links: Mapping[str, str] = field(default_factory=dict)  # further addresses quoted in messages
+    # -- the analysis and the pipeline (None: the papers give none for this data set) --
+    # The papers' table radii as (first, last, step): Salman et al. / SmoothMix, and Cohen et al.'s tables.
+    table_radii: tuple[float, float, float] | None = None
+    cohen_table_radii: tuple[float, float, float] | None = None
+    plot_max_radius: float | None = None  # certified-accuracy curves are drawn up to this l2 radius
+    linf_radius: float | None = None  # the l-inf radius of Salman et al.'s l-inf tables
+    paper_linf_l2_radius: float | None = None  # the (rounded) l2 radius at which the paper evaluated it
+    # Certified (or attacked) images per GPU job by default: about four GPU-hours at N0 + N = 100,100 on a
+    # GTX 1080 Ti (rsmooth.plan's throughput); None: a job certifies the whole split.
+    images_per_job: int | None = None
+
+    @property
+    def input_dim(self) -> int:
+        """d of the l2 -> l-inf conversion r / sqrt(d): the test tensor's size (ImageNet: the 224x224 crop)."""
+        c, h, w = self.input_shape
+        return c * h * w
+
+    def fact(self, name: str):
+        """The value of fact ``name``; a ValueError naming the data set and the fact when it has none."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(
+                f"data set {self.name!r} ({self.title}) has no {_FACTS.get(name, name)} (DatasetSpec.{name})"
+            )
+        return value
 
     def split_files(self, split: str) -> tuple[DataFile, ...]:
         """The files ``split`` reads, in reading order."""
@@ -122,6 +149,18 @@ class DatasetSpec:
         """``{path: md5}`` of the files that have a published md5, in file order."""
         return {f.path: f.md5 for f in self.files if f.md5 is not None}
 
+
+# What each optional fact is, for the error of DatasetSpec.fact.
+_FACTS = {
+    "table_radii": "table radii in the papers",
+    "cohen_table_radii": "table radii in Cohen et al.",
+    "plot_max_radius": "plot range",
+    "linf_radius": "l-inf radius in the papers (they publish no l-inf table for it)",
+    "paper_linf_l2_radius": "l2 radius of a published l-inf table",
+    "images_per_job": "default certification job size",
+    "test_set_size": "evaluation split",
+    "train_set_size": "recorded training-set size",
+}
 
 _CIFAR10_STATS = ChannelStats(mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010))
 _IMAGENET_STATS = ChannelStats(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -158,6 +197,13 @@ CIFAR10 = DatasetSpec(
     augmentation=_CROP_FLIP_32,
     preprocessing=(),
     reference_subsample_skip=20,  # 500 of the 10,000 test images
+    table_radii=(0.25, 2.25, 0.25),
+    cohen_table_radii=(0.25, 1.5, 0.25),
+    plot_max_radius=2.25,
+    # Salman et al. Table 3 at 2/255; evaluated at l2 0.435 (exact 0.4347).
+    linf_radius=2 / 255,
+    paper_linf_l2_radius=0.435,
+    images_per_job=1000,
     class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 )
 
@@ -190,6 +236,9 @@ MNIST = DatasetSpec(
     downloadable=True,
     augmentation=(),  # SmoothMix's `_mnist` does no augmentation
     preprocessing=(),
+    table_radii=(0.25, 2.5, 0.25),  # SmoothMix Tables 4 and 8-11
+    plot_max_radius=2.5,
+    images_per_job=10_000,  # LeNet, taken as 50x ResNet-110's rate: under an hour
 )
 
 IMAGENET = DatasetSpec(
@@ -211,6 +260,13 @@ IMAGENET = DatasetSpec(
     augmentation=(TransformStep("random_resized_crop", 224), TransformStep("horizontal_flip")),
     preprocessing=(TransformStep("resize", 256), TransformStep("center_crop", 224)),
     reference_subsample_skip=100,  # 500 of the 50,000 val images
+    table_radii=(0.5, 3.5, 0.5),
+    cohen_table_radii=(0.5, 3.0, 0.5),
+    plot_max_radius=4.0,
+    # Salman et al. Table 5 at 1/255; evaluated at l2 1.5 (exact 1.5215: 1.5 is not a sound certificate).
+    linf_radius=1 / 255,
+    paper_linf_l2_radius=1.5,
+    images_per_job=100,
     links={"valprep": "https://raw.githubusercontent.com/soumith/imagenetloader.torch/master/valprep.sh"},
 )
 
@@ -280,3 +336,32 @@ def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:  # a tuple: any value can be tested, hashable or not
         raise ValueError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     return DATASET_SPECS[name]
+
+
+def evaluation_split_size_on_disk(name: str, root: str | os.PathLike) -> int | None:
+    """Images in the evaluation split of ``name`` under ``root``, read from the files where that is cheap
+    (without torch, for the Snakemake DAG): the idx header of MNIST's test labels, the image files of the
+    ImageNet val folder. None when the files are absent, or for a data set whose published files carry md5s
+    that ``scripts/prepare_data.py`` verifies (CIFAR-10: its test_batch is 10,000 images)."""
+    spec = dataset_spec(name)
+    if name == "mnist":
+        labels = os.path.join(root, spec.folder, "t10k-labels-idx1-ubyte")
+        if not os.path.isfile(labels):
+            return None
+        with open(labels, "rb") as handle:
+            header = handle.read(8)
+        if len(header) < 8 or header[:4] != b"\x00\x00\x08\x01":
+            raise ValueError(f"{labels}: not an idx1 label file (header {header.hex()})")
+        return struct.unpack(">I", header[4:])[0]
+    if name == "imagenet":
+        val = os.path.join(root, spec.folder, "val")
+        if not os.path.isdir(val):
+            return None
+        return sum(
+            1
+            for wnid in os.scandir(val)
+            if wnid.is_dir()
+            for image in os.scandir(wnid.path)
+            if image.is_file() and not image.name.startswith(".")
+        )
+    return None

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsmooth.dataset_info import TEST_SET_SIZE
+from rsmooth.dataset_info import DATASET_SPECS, dataset_spec, evaluation_split_size_on_disk
 from rsmooth.train.methods import get_method
 from rsmooth.train_config import (
     OMITTED_AT_DEFAULT,
@@ -29,11 +29,9 @@ from rsmooth.train_config import (
 # Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
 _PATH_FIELDS = PIPELINE_SET
 
-# Certified (or attacked) images per GPU job when the config gives neither shards nor images_per_job: about
-# four GPU-hours at N0 + N = 100,100 on a GTX 1080 Ti, the rate of Cohen et al.'s logs (rsmooth.plan; about
-# 14 s per 32x32 image with ResNet-110, 140 s per ImageNet image with ResNet-50); current GPUs take less.
-# MNIST's LeNet is taken as 50x ResNet-110 (rsmooth.plan's estimate): 10,000 images in under an hour.
-DEFAULT_IMAGES_PER_JOB = {"cifar10": 1000, "imagenet": 100, "mnist": 10_000}
+# Certified (or attacked) images per GPU job when the config gives neither shards nor images_per_job: each data
+# set's spec (rsmooth.dataset_info, ``images_per_job``).
+DEFAULT_IMAGES_PER_JOB = {n: s.images_per_job for n, s in DATASET_SPECS.items() if s.images_per_job}
 
 # The analysis radii's default (workflow/schemas/config.schema.yaml, analysis.radii).
 DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
@@ -182,11 +180,15 @@ def _matching_pretrain(name: str, values: dict[str, Any], pretrains: dict[str, d
 
 
 def certification_set_size(config: dict[str, Any]) -> int:
-    """Number of images in the evaluation split certified (the synthetic demo sets its own)."""
+    """Number of images in the evaluation split certified: the synthetic stand-in's ``n_test``, else the
+    split on disk where its size can be read there (a smaller MNIST or ImageNet val set), else the size of
+    the published split (the files are downloaded or verified by the data job)."""
     data = config["data"]
     if data.get("source") == "synthetic":
         return int(data["synthetic"]["n_test"])
-    return TEST_SET_SIZE[config["training"]["dataset"]]
+    dataset = config["training"]["dataset"]
+    on_disk = evaluation_split_size_on_disk(dataset, data["root"])
+    return on_disk if on_disk is not None else int(dataset_spec(dataset).fact("test_set_size"))
 
 
 def shard_ranges(num_images: int, shards: int) -> list[tuple[int, int]]:
@@ -221,7 +223,9 @@ def work_ranges(config: dict[str, Any], section: str, skip: int) -> list[tuple[i
         )
     if "shards" in values:
         return shard_ranges(size, int(values["shards"]))
-    per_job = values.get("images_per_job", DEFAULT_IMAGES_PER_JOB.get(config["training"]["dataset"], size))
+    per_job = values.get("images_per_job") or dataset_spec(config["training"]["dataset"]).fact(
+        "images_per_job"
+    )
     return job_ranges(size, skip, int(per_job))
 
 

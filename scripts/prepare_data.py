@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from rsmooth.data.prepare import SOURCES, SyntheticSizes, prepare_dataset
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sizes = SyntheticSizes(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SyntheticSizes)})
     record = prepare_dataset(args.dataset, args.root, args.source, sizes)
+    print(record["found"], file=sys.stderr)  # the data job's log says what it found
     with atomic_open(args.stamp) as handle:
         json.dump(record, handle, indent=2)
 

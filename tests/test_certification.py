@@ -30,6 +30,10 @@ def test_select_indices_rejects_bad_values():
         select_indices(10, skip=0)
     with pytest.raises(ValueError, match="start"):
         select_indices(10, start=-1)
+    with pytest.raises(ValueError, match=r"\[16, 32\) holds no image of a data set of 16 images"):
+        select_indices(16, start=16, stop=32)
+    with pytest.raises(ValueError, match=r"\[5, 5\)"):
+        select_indices(16, start=5, stop=5)
 
 
 def test_row_format_has_enough_precision_and_counts_abstentions_wrong():

@@ -131,6 +131,15 @@ def test_bad_arguments_fail_before_any_work(setup, extra, message):
     assert not (base / "bad.tsv.partial").exists()
 
 
+def test_an_index_range_outside_the_data_set_is_an_error_not_an_empty_log(setup):
+    base = setup[0]  # the generated test split holds 40 images
+    process = certify(setup, base / "outside.tsv", "--N", "32", "--start", "40", "--stop", "80")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "[40, 80) holds no image of a data set of 40 images" in err
+    assert not (base / "outside.tsv").exists() and not (base / "outside.tsv.partial").exists()
+
+
 # -- --procedure sequential ------------------------------------------------------------------------------
 
 SEQUENTIAL = ("--procedure", "sequential", "--radii", "0", "0.25", "0.5", "--images-per-call", "1")

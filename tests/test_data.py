@@ -657,7 +657,50 @@ def test_prepare_writes_and_lists_the_files_of_the_spec(tmp_path: Path, name: st
         assert record["files"][str(path)] == ("directory" if entry.folder else path.stat().st_size)
     # ... and checking them in place ("download" of data that cannot be downloaded) accepts them as they are.
     if not spec.downloadable:
-        assert prepare_dataset(name, tmp_path, "download") == {**record, "source": "download"}
+        checked = prepare_dataset(name, tmp_path, "download")
+        assert checked == {**record, "source": "download", "found": checked["found"]}
+        assert "every expected file is present" in checked["found"]
+
+
+def test_mnist_in_place_is_used_without_a_download(tmp_path: Path, monkeypatch) -> None:
+    """An offline compute node with MNIST in place: data.source download must not fetch it again."""
+    from rsmooth.data import mnist
+
+    write_synthetic_mnist(tmp_path, n_train=20, n_test=12, seed=0)
+
+    def no_network(root):
+        raise AssertionError("downloaded although the files are in place")
+
+    monkeypatch.setattr(mnist, "download_mnist", no_network)
+    record = prepare_dataset("mnist", tmp_path, "download")
+    assert "present" in record["found"] and "nothing downloaded" in record["found"]
+    # ... and a damaged file is an error naming it, not a silent re-download.
+    labels = tmp_path / DATASET_SPECS["mnist"].folder / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-3])
+    with pytest.raises(DatasetFormatError, match="t10k-labels-idx1-ubyte"):
+        prepare_dataset("mnist", tmp_path, "download")
+
+
+def test_the_evaluation_split_size_is_read_from_the_files_on_disk(tmp_path: Path) -> None:
+    from rsmooth.dataset_info import evaluation_split_size_on_disk
+    from rsmooth.pipeline import certification_set_size, job_ranges
+
+    assert evaluation_split_size_on_disk("mnist", tmp_path) is None
+    write_synthetic_mnist(tmp_path, n_train=20, n_test=2000, seed=0)
+    write_synthetic_imagenet(tmp_path, num_classes=3, n_per_class=1, size=8, seed=0, n_val=7)
+    assert evaluation_split_size_on_disk("mnist", tmp_path) == 2000
+    assert (
+        evaluation_split_size_on_disk("imagenet", tmp_path)
+        == len(get_dataset("imagenet", "test", tmp_path))
+        == 7
+    )
+    assert evaluation_split_size_on_disk("cifar10", tmp_path) is None  # md5-verified: always 10,000
+    config = {"data": {"root": str(tmp_path), "source": "download"}, "training": {"dataset": "mnist"}}
+    assert certification_set_size(config) == 2000
+    # The issue's case: skip 4, 500 images a job on a 2,000-image split is 1 job (was 5, 4 of them empty).
+    assert job_ranges(certification_set_size(config), 4, 500) == [(0, 2000)]
+    config["data"]["root"] = str(tmp_path / "absent")
+    assert certification_set_size(config) == 10_000  # to be downloaded: the published split
 
 
 def test_prepare_lists_numbered_files_in_their_numeric_order(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rsmooth.analysis.grids import PLOT_MAX_RADIUS, PLOT_STEP, radius_grid
+from rsmooth.analysis.grids import PLOT_STEP, plot_max_radius, radius_grid
 from rsmooth.analysis.metrics import (
     Logs,
     average_certified_radius,
@@ -254,4 +254,4 @@ def write_figures(
 
 def figure_max_radius(dataset: str, radii: Sequence[float]) -> float:
     """The largest radius drawn: the paper's for the data set, or the largest analysis radius if beyond."""
-    return max(PLOT_MAX_RADIUS.get(dataset, 2.25), *radii)
+    return max(plot_max_radius(dataset), *radii)

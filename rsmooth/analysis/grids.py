@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rsmooth.dataset_info import DATASET_SPECS, dataset_spec
+
 
 def radius_grid(start: float, stop: float, step: float) -> np.ndarray:
     """Radii ``start, start + step, ..., stop`` (inclusive), each the float nearest its decimal value.
@@ -15,29 +17,44 @@ def radius_grid(start: float, stop: float, step: float) -> np.ndarray:
     return np.round(start + step * np.arange(count), 12)
 
 
-# Input dimension d for the l2 -> l-inf conversion r / sqrt(d) (ImageNet at the 224x224 test crop).
-INPUT_DIM = {
-    "mnist": 1 * 28 * 28,
-    "cifar10": 3 * 32 * 32,
-    "imagenet32": 3 * 32 * 32,
-    "imagenet": 3 * 224 * 224,
+# Views of the data sets' specs (rsmooth.dataset_info, the one home of these facts), and one lookup per fact
+# that names the data set and the fact when the papers give none.
+INPUT_DIM = {n: s.input_dim for n, s in DATASET_SPECS.items()}
+TABLE_RADII = {n: radius_grid(*s.table_radii) for n, s in DATASET_SPECS.items() if s.table_radii}
+COHEN_TABLE_RADII = {
+    n: radius_grid(*s.cohen_table_radii) for n, s in DATASET_SPECS.items() if s.cohen_table_radii
 }
-
-# Tables: Salman et al. (camera-ready) and Cohen et al. (released `analysis/markdown`).
-TABLE_RADII = {
-    "cifar10": radius_grid(0.25, 2.25, 0.25),
-    "imagenet": radius_grid(0.5, 3.5, 0.5),
-    "mnist": radius_grid(0.25, 2.5, 0.25),  # SmoothMix Tables 4 and 8-11
-}
-COHEN_TABLE_RADII = {"cifar10": radius_grid(0.25, 1.5, 0.25), "imagenet": radius_grid(0.5, 3.0, 0.5)}
-
-# Figures: certified accuracy is drawn every 0.01 up to these radii (Salman et al.).
+# Figures: certified accuracy is drawn every 0.01 up to the data set's plot_max_radius (Salman et al.).
 PLOT_STEP = 0.01
-PLOT_MAX_RADIUS = {"mnist": 2.5, "cifar10": 2.25, "imagenet": 4.0}
+PLOT_MAX_RADIUS = {n: s.plot_max_radius for n, s in DATASET_SPECS.items() if s.plot_max_radius}
+# l-inf radii of Salman et al. Table 3 (CIFAR-10) and Table 5 (ImageNet), and the l2 radius at which the paper
+# evaluated them (0.435 for CIFAR-10, exact 0.4347; 1.5 for ImageNet, exact 1.5215, so 1.5 is not a sound
+# l-inf certificate at 1/255: use it only to compare with the paper).
+LINF_RADIUS = {n: s.linf_radius for n, s in DATASET_SPECS.items() if s.linf_radius}
+PAPER_LINF_L2_RADIUS = {n: s.paper_linf_l2_radius for n, s in DATASET_SPECS.items() if s.paper_linf_l2_radius}
 
-# l-inf radii of Salman et al. Table 3 (CIFAR-10) and Table 5 (ImageNet).
-LINF_RADIUS = {"cifar10": 2 / 255, "imagenet": 1 / 255}
-# The l2 radius at which the paper evaluated them: 0.435 for CIFAR-10 (exact: 0.4347) and 1.5 for ImageNet
-# (exact: 1.5215). 1.5 is below the exact radius, so it is not a sound l-inf certificate at 1/255; use it
-# only to compare with the paper.
-PAPER_LINF_L2_RADIUS = {"cifar10": 0.435, "imagenet": 1.5}
+
+def table_radii(dataset: str) -> np.ndarray:
+    """The radii of the papers' certified-accuracy tables on ``dataset``."""
+    return radius_grid(*dataset_spec(dataset).fact("table_radii"))
+
+
+def plot_max_radius(dataset: str) -> float:
+    return float(dataset_spec(dataset).fact("plot_max_radius"))
+
+
+def input_dim(dataset: str) -> int:
+    return dataset_spec(dataset).input_dim
+
+
+def has_linf_table(dataset: str) -> bool:
+    """Whether the papers publish an l-inf table for ``dataset`` (CIFAR-10 and ImageNet; not MNIST)."""
+    return dataset_spec(dataset).linf_radius is not None
+
+
+def linf_radius(dataset: str) -> float:
+    return float(dataset_spec(dataset).fact("linf_radius"))
+
+
+def paper_linf_l2_radius(dataset: str) -> float:
+    return float(dataset_spec(dataset).fact("paper_linf_l2_radius"))

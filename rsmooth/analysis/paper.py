@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from rsmooth.analysis.grids import LINF_RADIUS, PAPER_LINF_L2_RADIUS
+from rsmooth.analysis.grids import linf_radius, paper_linf_l2_radius
 from rsmooth.analysis.metrics import (
     Logs,
     abstention_rate,
@@ -319,8 +319,8 @@ def linf_cells(
     """Run values for the l-inf tables (Salman et al. Tables 3 and 5): the envelope's certified and clean
     accuracy at the l2 radius the paper used (``grids.PAPER_LINF_L2_RADIUS``), so that the comparison is
     like for like; pass ``l2_radius`` for another (e.g. the exact ``eps * sqrt(d)``)."""
-    eps = LINF_RADIUS[dataset]
-    radius = PAPER_LINF_L2_RADIUS[dataset] if l2_radius is None else float(l2_radius)
+    eps = linf_radius(dataset)
+    radius = paper_linf_l2_radius(dataset) if l2_radius is None else float(l2_radius)
     row = best_per_radius(logs, [radius]).iloc[0]
     items = [
         ("linf_certified_accuracy", eps, float(row["certified_accuracy"])),

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsmooth.analysis.grids import TABLE_RADII
+from rsmooth.analysis.grids import TABLE_RADII, has_linf_table, table_radii
 from rsmooth.analysis.metrics import (
     Logs,
     abstention_rate,
@@ -151,7 +151,7 @@ def by_sigma(certifications: Sequence[Certification]) -> dict[float, Logs]:
 def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: bool = True) -> pd.DataFrame:
     """This run's numbers under the papers' keys: envelopes, l-inf, and single models of the per-model tables
     (their ACR only with ``acr``: the sequential procedure's grid radii give none)."""
-    radii = TABLE_RADII.get(dataset, TABLE_RADII["cifar10"])
+    radii = table_radii(dataset)
     groups = by_group(certifications)
     frames = []
     for group, (method, setting) in _PAPER_GROUPS.items():
@@ -159,7 +159,7 @@ def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: 
             frames.append(
                 envelope_cells(groups[group], radii, dataset=dataset, method=method, setting=setting)
             )
-            if setting == "envelope":
+            if setting == "envelope" and has_linf_table(dataset):
                 frames.append(linf_cells(groups[group], dataset=dataset, method=method, setting=setting))
     smoothmix: dict[tuple[str, str, float], dict[int, Certification]] = defaultdict(dict)
     for c in certifications:
@@ -268,6 +268,13 @@ def result_tables(certifications: Sequence[Certification], settings: Settings) -
         ),
         "linf": linf_table(
             groups, settings.dataset, caption="l-inf certified accuracy implied by the l2 certificates"
+        )
+        if has_linf_table(settings.dataset)
+        else Table(
+            pd.DataFrame(
+                {"l-inf table": [f"none: the papers publish no l-inf table for {settings.dataset}"]}
+            ),
+            caption="l-inf certified accuracy: not compared on this data set",
         ),
         "acr": acr_table(
             logs, radii, caption="Average certified radius (ACR) and certified accuracy", acr=acr

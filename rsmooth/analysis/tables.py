@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from rsmooth.analysis.grids import INPUT_DIM, LINF_RADIUS
+from rsmooth.analysis.grids import input_dim, linf_radius
 from rsmooth.analysis.metrics import (
     Logs,
     abstention_rate,
@@ -196,8 +196,8 @@ def linf_table(
     l2 certificate at ``eps * sqrt(d)``, and the standard (clean) accuracy of the model chosen there
     (Salman et al. Tables 3 and 5). Pass ``l2_radius`` to evaluate at another l2 radius, e.g. the paper's
     rounded ones in ``grids.PAPER_LINF_L2_RADIUS``."""
-    eps = LINF_RADIUS[dataset] if eps is None else eps
-    radius = float(linf_to_l2(eps, INPUT_DIM[dataset])) if l2_radius is None else float(l2_radius)
+    eps = linf_radius(dataset) if eps is None else eps
+    radius = float(linf_to_l2(eps, input_dim(dataset))) if l2_radius is None else float(l2_radius)
     frames = []
     for name, logs in groups.items():
         frame = best_per_radius(logs, [radius])

@@ -118,12 +118,14 @@ def verify_cifar10(root: str | os.PathLike) -> None:
             )
 
 
-def fetch_cifar10(root: str | os.PathLike) -> None:
-    """Verify the files when all are present (a corrupt copy is never used), else download them."""
+def fetch_cifar10(root: str | os.PathLike) -> str:
+    """Verify the files when all are present (a corrupt copy is never used), else download them; returns
+    what was done, for the data job's log."""
     if all(p.exists() for p in cifar10_files(root, "train") + cifar10_files(root, "test")):
         verify_cifar10(root)
-    else:
-        download_cifar10(root)
+        return f"CIFAR-10: every file present under {root} matches its official md5; nothing downloaded"
+    download_cifar10(root)
+    return f"CIFAR-10: files missing under {root}; downloaded and verified the official archive"
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, list[int]]:

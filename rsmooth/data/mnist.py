@@ -56,6 +56,21 @@ def download_mnist(root: str | os.PathLike) -> Path:
     return final
 
 
+def fetch_mnist(root: str | os.PathLike) -> str:
+    """Put MNIST in place: the four files already under ``<root>/MNIST/raw`` are used when each is a complete
+    idx file (an offline compute node with MNIST in place needs no network), else they are downloaded.
+    Returns what was found and done, for the data job's log."""
+    raw = mnist_raw_dir(root)
+    present = [name for name in MNIST_RAW_FILES if (raw / name).is_file()]
+    if len(present) == len(MNIST_RAW_FILES):
+        for name in MNIST_RAW_FILES:
+            check_idx_file(raw / name)  # a damaged file is an error naming it, not a silent re-download
+        return f"MNIST: the four idx files are present in {raw} and complete; nothing downloaded"
+    download_mnist(root)
+    found = f"only {', '.join(present)}" if present else "no MNIST files"
+    return f"MNIST: found {found} in {raw}; downloaded the four files (md5-checked archives)"
+
+
 def load_mnist(
     root: str | os.PathLike, split: str, transform: Callable | None = None, download: bool = False
 ) -> Dataset:

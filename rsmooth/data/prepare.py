@@ -33,14 +33,16 @@ def expected_files(dataset: str, root: str | Path) -> list[Path]:
     return sorted(paths, key=_natural_key)
 
 
-def _download_or_check(dataset: str, root: Path) -> None:
+def _download_or_check(dataset: str, root: Path) -> str:
+    """Fetch or check ``dataset``; returns what was found and done."""
     spec = dataset_spec(dataset)
     fetch = backend(dataset).fetch
     if spec.downloadable and fetch is not None:
-        fetch(root)
-    elif not all(p.exists() for p in expected_files(dataset, root)):
+        return str(fetch(root))
+    if not all(p.exists() for p in expected_files(dataset, root)):
         for split in spec.splits:  # the loader's DatasetNotFoundError says which file goes where
             get_dataset(dataset, split, root)
+    return f"{spec.title}: every expected file is present under {root}"
 
 
 def stamp_record(dataset: str, root: str | Path, source: str) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def prepare_dataset(
         if sizes is None:
             raise ValueError("source='synthetic' needs the sizes of the stand-ins")
         backend(dataset).synthesize(root, sizes)
+        found = f"{dataset_spec(dataset).title}: synthetic stand-ins written under {root}"
     else:
-        _download_or_check(dataset, root)
-    return stamp_record(dataset, root, source)
+        found = _download_or_check(dataset, root)
+    return {**stamp_record(dataset, root, source), "found": found}

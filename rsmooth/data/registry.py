@@ -19,7 +19,7 @@ from rsmooth.data import synthetic
 from rsmooth.data.cifar10 import fetch_cifar10, load_cifar10
 from rsmooth.data.imagenet import load_imagenet
 from rsmooth.data.imagenet32 import load_imagenet32
-from rsmooth.data.mnist import download_mnist, load_mnist
+from rsmooth.data.mnist import fetch_mnist, load_mnist
 from rsmooth.data.tinyimages import load_tinyimages
 from rsmooth.data.transforms import build_transform
 from rsmooth.dataset_info import DATASET_SPECS, DATASETS, dataset_spec
@@ -80,12 +80,12 @@ _BACKENDS: dict[str, DatasetBackend] = {
         lambda root, s: synthetic.write_synthetic_mnist(
             root, n_train=s.n_train, n_test=s.n_test, seed=s.seed
         ),
-        fetch=download_mnist,
+        fetch=fetch_mnist,
     ),
     "imagenet": DatasetBackend(
         load_imagenet,
         lambda root, s: synthetic.write_synthetic_imagenet(
-            root, num_classes=10, n_per_class=s.n_train // 10, seed=s.seed
+            root, num_classes=10, n_per_class=s.n_train // 10, seed=s.seed, n_val=s.n_test
         ),
     ),
     "imagenet32": DatasetBackend(

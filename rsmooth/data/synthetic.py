@@ -315,19 +315,22 @@ def write_synthetic_imagenet(
     n_per_class: int = 4,
     size: int | tuple[int, int] = 64,
     seed: int = 0,
-    n_val_per_class: int | None = None,
+    n_val: int | None = None,
 ) -> Path:
     """Write JPEG class folders ``<root>/imagenet/{train,val}/<wnid>/*.JPEG`` (wnids ``n00000000``, ``n00000001``,
-    ... so the sorted order is the class index); returns ``<root>/imagenet``. ``size`` is ``H`` or ``(H, W)``."""
-    n_val_per_class = n_per_class if n_val_per_class is None else n_val_per_class
-    _check_count(n_per_class=n_per_class, n_val_per_class=n_val_per_class)
+    ... so the sorted order is the class index); returns ``<root>/imagenet``. ``size`` is ``H`` or ``(H, W)``.
+    The val split holds ``n_val`` images (default ``n_per_class`` per class), classes as even as that allows."""
+    n_val = n_per_class * num_classes if n_val is None else n_val
+    _check_count(n_per_class=n_per_class, n_val=n_val)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     height, width = (size, size) if isinstance(size, int) else size
     rng = _rng(seed, "imagenet")
     val_index = 0
-    for split, per_class in (("train", n_per_class), ("test", n_val_per_class)):
-        labels = np.repeat(np.arange(num_classes), per_class)
+    for split, labels in (
+        ("train", np.repeat(np.arange(num_classes), n_per_class)),
+        ("test", np.sort(np.arange(n_val) % num_classes)),
+    ):
         images = render_rgb(labels, height, width, rng, num_classes)
         counters = np.zeros(num_classes, dtype=np.int64)
         for image, label in zip(images, labels, strict=True):
