@@ -366,3 +366,92 @@ def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
             for s in m.certify_sigmas
         ],
     }
+
+
+# -- toy scale: a preset's every experiment and stage, at a size that runs on a laptop CPU in minutes ---------
+
+# What toy scale sets: one epoch of small batches, tiny synthetic stand-ins, tiny CERTIFY and attacks.
+TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 4}
+TOY_DATA = {
+    "root": "resources/toy-data",
+    "source": "synthetic",
+    "synthetic": {"n_train": 40, "n_test": 4, "n_tinyimages": 16, "imagenet32_per_batch": 4, "imagenet32_val": 4, "seed": 0},
+}  # fmt: skip
+TOY_CERTIFY = {"n0": 8, "n": 32, "batch": 64, "skip": 1, "shards": 1}
+TOY_EMPIRICAL = {"steps": 1, "batch": 64, "skip": 1, "shards": 1}
+TOY_N = 16  # PREDICT's n in the toy attacks
+
+
+def _toy_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Training values with the toy's epochs, batch, workers and monitoring subset where they are set."""
+    return {k: TOY_TRAINING.get(k, v) for k, v in values.items()}
+
+
+def _first_cell(experiment: dict[str, Any]) -> dict[str, Any]:
+    """The experiment cut to its first model (the first value of each grid list, or its first cell)."""
+    cut = {k: v for k, v in experiment.items() if k not in ("grid", "cells", "certify_skip")}
+    if "set" in cut:
+        cut["set"] = _toy_values(cut["set"])
+    if "grid" in experiment:
+        cut["grid"] = {k: [v[0]] for k, v in _toy_values(experiment["grid"]).items()}
+    else:
+        cut["cells"] = [_toy_values(experiment["cells"][0])]
+    return cut
+
+
+def toy_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The toy-scale version of a complete preset: every experiment, stage and section kept, each grid cut to
+    one model, one epoch, synthetic stand-ins of a few images in the real formats, CERTIFY with N0 8 / N 32,
+    attacks at two eps with n 16. Its numbers mean nothing: it runs every job of the preset's DAG, through
+    aggregation, figures and the report, in minutes on a CPU ("check my config before the cluster":
+    ``scripts/toy_config.py``). Architectures are kept, so that fine-tuning and checkpoints are checked too.
+    """
+    if "experiments" not in config:
+        raise ValueError("toy_config needs a complete preset (with `experiments`), not a partial override")
+    toy = {k: v for k, v in config.items() if k not in ("data", "throughput")}
+    toy["data"] = {**TOY_DATA, "synthetic": dict(TOY_DATA["synthetic"])}
+    toy["training"] = _toy_values({**config["training"], **TOY_TRAINING})
+    toy["experiments"] = {name: _first_cell(e) for name, e in config["experiments"].items()}
+    if config.get("finetuning"):
+        toy["finetuning"] = _toy_values({**config["finetuning"], "epochs": 1})
+    if config.get("pretraining"):
+        toy["pretraining"] = _toy_pretraining(config, toy["experiments"])
+    if config.get("pseudo_labels", {}).get("standard_model"):
+        standard = _toy_values({**config["pseudo_labels"]["standard_model"], "epochs": 1})
+        toy["pseudo_labels"] = {**config["pseudo_labels"], "standard_model": standard}
+    certify = {k: v for k, v in config.get("certify", {}).items() if k != "images_per_job"}
+    toy["certify"] = {**certify, **TOY_CERTIFY}
+    if "empirical" in config:
+        toy["empirical"] = _toy_empirical(config["empirical"])
+    return toy
+
+
+def _toy_pretraining(config: dict[str, Any], experiments: dict[str, Any]) -> dict[str, Any]:
+    """Pre-training cut to the cells the toy's fine-tuned experiments need (their sigma and eps), else one."""
+    section = config["pretraining"]
+    grid = section["grid"]
+    wanted: dict[str, list] = {}
+    training = {**config["training"], **config.get("finetuning", {})}
+    for experiment in experiments.values():
+        if experiment.get("init"):
+            for values in _experiment_values("", experiment):
+                for key in ("sigma", "eps"):
+                    value = values.get(key, training.get(key))
+                    if key in grid and value not in wanted.setdefault(key, []):
+                        wanted[key].append(value)
+    cut = {key: wanted.get(key) or [values[0]] for key, values in grid.items()}
+    return {**section, "training": _toy_values({**section.get("training", {}), **TOY_TRAINING}), "grid": cut}
+
+
+def _toy_empirical(empirical: dict[str, Any]) -> dict[str, Any]:
+    toy = {k: v for k, v in empirical.items() if k != "images_per_job"}
+    toy.update(TOY_EMPIRICAL)
+    toy["eps"] = list(empirical["eps"][:2])
+    attacks = {}
+    for name, entry in empirical["attacks"].items():
+        entry = {**entry, "n": [TOY_N]}
+        if "num_noise" in entry:
+            entry["num_noise"] = [entry["num_noise"][0]]
+        attacks[name] = entry
+    toy["attacks"] = attacks
+    return toy

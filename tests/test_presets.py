@@ -1,0 +1,95 @@
+"""Every shipped preset runs to its report: each at toy scale (rsmooth.pipeline.toy_config) on synthetic
+stand-ins, every experiment and stage kept, through aggregation, figures and ``--report``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rsmooth.pipeline import grid_models, toy_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+PRESETS = ["config.yaml", "imagenet.yaml", "imagenet_smoothmix.yaml", "mnist.yaml"]
+
+
+def load(preset: str) -> dict:
+    return yaml.safe_load((ROOT / "config" / preset).read_text())
+
+
+def test_every_complete_preset_is_run_here():
+    shipped = {p.name for p in (ROOT / "config").glob("*.yaml")}
+    assert shipped - {"demo.yaml"} == set(PRESETS)  # the demo runs end to end in tests/test_workflow.py
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_toy_config_keeps_every_experiment_and_stage_at_one_model_each(preset):
+    config = load(preset)
+    toy = toy_config(config)
+    assert list(toy["experiments"]) == list(config["experiments"])
+    assert set(toy) >= set(config) - {"throughput"}
+    models = grid_models(toy)
+    # One model per experiment (two experiments may ask for the same model, which is trained once).
+    asked = {name for model in models.values() for name in model.experiments}
+    assert asked == set(config["experiments"]) and len(models) <= len(config["experiments"])
+    assert all(m.train["epochs"] == 1 and m.train["arch"] for m in models.values())
+    assert toy["data"]["source"] == "synthetic" and toy["certify"]["n"] <= 32
+    if "pretraining" in config:  # the fine-tuned models find their pre-training cell
+        assert all(len(v) == 1 for v in toy["pretraining"]["grid"].values())
+        assert any(m.pretrain for m in models.values())
+
+
+def test_toy_config_refuses_a_partial_override():
+    with pytest.raises(ValueError, match="complete preset"):
+        toy_config({"certify": {"images_per_job": 250}})
+
+
+def snakemake(workdir: Path, configfile: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", str(configfile),
+         "--directory", str(workdir), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module", params=PRESETS)
+def toy_run(request, tmp_path_factory):
+    """One toy run of each preset, with its report (shared by the tests below)."""
+    preset = request.param
+    workdir = tmp_path_factory.mktemp(preset.replace(".yaml", ""))
+    configfile = workdir / "toy.yaml"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "toy_config.py"), str(ROOT / "config" / preset), str(configfile)],
+        check=True,
+    )  # fmt: skip
+    snakemake(workdir, configfile, "--cores", "2")
+    snakemake(workdir, configfile, "--report", "report.html")
+    return preset, workdir
+
+
+def test_preset_runs_to_its_report_with_its_data_sets_rows(toy_run):
+    preset, workdir = toy_run
+    dataset = load(preset)["training"]["dataset"]
+    analysis = workdir / "results" / "analysis"
+    grid = json.loads((analysis / "grid.json").read_text())
+    models = {c["model"] for c in grid["certifications"]}
+    assert models == set(grid_models(toy_config(load(preset))))
+    # Every certification log has its row in the per-model table, and the scorecard compares this data set.
+    cells = pd.read_csv(analysis / "cells.csv")
+    assert len(cells) == len(grid["certifications"])
+    card = pd.read_csv(analysis / "scorecard.csv")
+    assert len(card) and set(card["dataset"]) == {dataset}
+    assert card["run_value"].notna().any()
+    for table in ("per_model", "envelope", "linf", "acr"):
+        assert (analysis / "tables" / f"{table}.html").stat().st_size > 200
+    report = (workdir / "report.html").read_text()
+    assert len(report) > 100_000 and "Scorecard" in report
