@@ -375,7 +375,7 @@ TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 4}
 TOY_DATA = {
     "root": "resources/toy-data",
     "source": "synthetic",
-    "synthetic": {"n_train": 40, "n_test": 4, "n_tinyimages": 16, "imagenet32_per_batch": 4, "imagenet32_val": 4, "seed": 0},
+    "synthetic": {"n_train": 16, "n_test": 4, "n_tinyimages": 16, "imagenet32_per_batch": 2, "imagenet32_val": 4, "seed": 0},
 }  # fmt: skip
 TOY_CERTIFY = {"n0": 8, "n": 32, "batch": 64, "skip": 1, "shards": 1}
 TOY_EMPIRICAL = {"steps": 1, "batch": 64, "skip": 1, "shards": 1}
@@ -402,7 +402,7 @@ def _first_cell(experiment: dict[str, Any]) -> dict[str, Any]:
 def toy_config(config: dict[str, Any]) -> dict[str, Any]:
     """The toy-scale version of a complete preset: every experiment, stage and section kept, each grid cut to
     one model, one epoch, synthetic stand-ins of a few images in the real formats, CERTIFY with N0 8 / N 32,
-    attacks at two eps with n 16. Its numbers mean nothing: it runs every job of the preset's DAG, through
+    attacks at two eps with n 16 and at most 4 noise draws. Its numbers mean nothing: it runs every job of the preset's DAG, through
     aggregation, figures and the report, in minutes on a CPU ("check my config before the cluster":
     ``scripts/toy_config.py``). Architectures are kept, so that fine-tuning and checkpoints are checked too.
     """
@@ -450,8 +450,9 @@ def _toy_empirical(empirical: dict[str, Any]) -> dict[str, Any]:
     attacks = {}
     for name, entry in empirical["attacks"].items():
         entry = {**entry, "n": [TOY_N]}
-        if "num_noise" in entry:
-            entry["num_noise"] = [entry["num_noise"][0]]
+        if "num_noise" in entry:  # the fewest noise draws the attack allows (pgd_stein needs two), at most 4
+            least = 2 if entry.get("attack") == "pgd_stein" else 1
+            entry["num_noise"] = [max(least, min(min(entry["num_noise"]), 4))]
         attacks[name] = entry
     toy["attacks"] = attacks
     return toy
