@@ -303,6 +303,8 @@ class SequentialTest:
         )
         t = self.looks[look]
         last = len(self.thresholds) - 1
+        if np.any(successes < 0) or np.any(successes > t) or np.any(best < -1) or np.any(best > last):
+            raise ValueError(f"need 0 <= successes <= looks[look] and -1 <= best <= {last}")
         level = np.maximum(self.certified_level(successes, look), best)
         nxt = np.minimum(level + 1, last)
         ruled_out = self._upper_excluded(successes, look, nxt)
@@ -438,11 +440,12 @@ def sequential_test(
 
 
 def simulate(
-    test: SequentialTest, p: np.ndarray, rng: np.random.Generator
+    test: SequentialTest, p: np.ndarray, rng: np.random.Generator, *, keep_best: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``test`` on independent Bernoulli(``p[i]``) vote streams: (level, samples, stop code) per stream.
 
     Votes between looks are drawn as binomial increments, so a stream costs one draw per look.
+    ``keep_best=False`` reports the level at the stopping look instead (before issue 18; for measuring).
     """
     p = np.asarray(p, dtype=np.float64)
     count = len(p)
@@ -455,7 +458,7 @@ def simulate(
     for k, t in enumerate(test.looks):
         successes[active] += rng.binomial(int(t - previous), p[active])
         previous = int(t)
-        lv, st = test.decide(successes[active], k, level[active])
+        lv, st = test.decide(successes[active], k, level[active] if keep_best else -1)
         level[active] = lv
         done = st != CONTINUE
         finished = active[done]
