@@ -469,12 +469,13 @@ def simulate(
     return level, samples, stop
 
 
-def exact_outcomes(test: SequentialTest, p: float) -> tuple[np.ndarray, float]:
+def exact_outcomes(test: SequentialTest, p: float, *, keep_best: bool = True) -> tuple[np.ndarray, float]:
     """Exact law of the outcome on a Bernoulli(``p``) vote stream: P(final level = j) for ``j = -1, 0, ...``
     (index ``j + 1``) and the expected number of samples.
 
     Dynamic programming over the vote count at each look: the paths still running are carried forward by a
-    binomial convolution, the stopped ones are added to the outcome of their level.
+    binomial convolution, the stopped ones are added to the outcome of their level. ``keep_best=False``:
+    the level at the stopping look (before issue 18; for measuring).
     """
     from scipy.signal import fftconvolve
     from scipy.stats import binom
@@ -493,7 +494,7 @@ def exact_outcomes(test: SequentialTest, p: float) -> tuple[np.ndarray, float]:
         previous = int(t)
         running = np.zeros_like(grown)
         for row in np.flatnonzero(grown.sum(axis=1) > 0):
-            level, stop = test.decide(np.arange(t + 1), k, row - 1)
+            level, stop = test.decide(np.arange(t + 1), k, row - 1 if keep_best else -1)
             done = stop != CONTINUE
             np.add.at(outcome, level[done] + 1, grown[row][done])
             expected += grown[row][done].sum() * t
