@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from rsmooth.logformat import SEQUENTIAL_HEADER, format_row, format_sequential_row, write_log
-from rsmooth.sequential import DEFAULT_TEST, sequential_test
+from rsmooth.sequential import DEFAULT_TEST, sequential_image_seed, sequential_test
 from rsmooth.smoothing import Smooth, image_seed
 
 
@@ -132,9 +132,10 @@ def certify_dataset_sequential(
     in ``indices``, written as a log with the reference columns and a final ``samples`` column.
 
     ``radius`` is the largest certified radius of the grid ``radii``. With ``use_labels`` (certified
-    accuracy) the test is on the true label, ``predict`` is the label or -1, and "wrong" and "not certified
-    at 0" both show as -1; otherwise ``n0`` draws select the class first, as in CERTIFY. Resume, seeds and
-    atomic finalization as in :func:`certify_dataset`; ``images_per_call`` images share the forward passes
+    accuracy) the test is on the true label, and ``predict`` is the label, -2 ("wrong": ``NOT_LABEL``) or
+    -1 (undecided: ``ABSTAIN``); otherwise ``n0`` draws select the class first, as in CERTIFY. Image ``i``'s
+    noise comes from :func:`rsmooth.sequential.sequential_image_seed` (the seed, ``i`` and the test's
+    settings). Resume and atomic finalization as in :func:`certify_dataset`; ``images_per_call`` images share the forward passes
     of one call, and each image's logged time is the call's wall time in proportion to its samples.
     """
     sequential = sequential_test(radii, smooth.sigma, alpha, n_max, test)
@@ -148,6 +149,8 @@ def certify_dataset_sequential(
         "seed": seed,
         "sigma": smooth.sigma,
         "use_labels": use_labels,
+        "noise_seeds": "per image and test settings",  # refuses partial logs of the older seeding
+        "abstain_codes": "-2 not the label",  # refuses partial label-mode logs that wrote -1 for both
     }
 
     def rows(chunk: list[int]) -> list[tuple[int, str]]:
@@ -163,7 +166,7 @@ def certify_dataset_sequential(
             n_max,
             batch_size,
             labels=labels if use_labels else None,
-            seeds=[image_seed(seed, i) for i in chunk],
+            seeds=[sequential_image_seed(seed, i, sequential) for i in chunk],
             n0=n0,
             test=sequential,
         )

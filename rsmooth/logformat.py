@@ -8,7 +8,10 @@ Layout. A log is tab-separated text, one header line then one row per image, eve
 - Attack (the reference ``predict.py``): ``idx label predict basePredict correct time``.
 
 ``predict`` is :data:`ABSTAIN` (-1) when the smoothed classifier abstains; ``correct`` is 1 when it returns the
-label (an abstention is not correct).
+label (an abstention is not correct). Sequential logs in label mode (the test is on the true label, so no
+class is predicted) write :data:`NOT_LABEL` (-2) when the test ruled out that g returns the label (a wrong
+prediction) and -1 when it could not decide; logs written before this code have -1 for both and still read
+(their abstention rate then includes the wrong predictions).
 
 Partial file. While a run is in progress its rows go to ``<log>.partial``: a first line
 ``# rsmooth-certify {settings as JSON}``, the header, then rows in the order they were done, fsynced per call.
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ABSTAIN = -1
+NOT_LABEL = -2  # sequential label mode: "not the label" (a wrong prediction), apart from an abstention
 
 CERTIFY_HEADER = ("idx", "label", "predict", "radius", "correct", "time")
 # Sequential certification appends the base-classifier draws used per image; the reference readers ignore it.

@@ -33,8 +33,24 @@ calibrated union test needs 25% fewer samples than the mixture at the same alpha
 than CERTIFY), so it is ``DEFAULT_TEST``; the mixture stays as the schedule-free alternative.
 
 The upper bound (level ``beta``, default ``FUTILITY = 0.05``) only decides when to stop: its error can
-only lose a certificate (at most beta of the images that deserve it, far fewer in practice), never make a
-false one, so it need not be at alpha.
+only lose a certificate, never make a false one, so it need not be at alpha. How many: an image whose ``p``
+lies above threshold ``j`` loses level ``j`` only if the upper bound wrongly excludes one of thresholds
+``0..j``, so the provable bound is ``(j + 1) * beta`` (a union over the levels), not ``beta``; the audit of
+issue 18 measured at most 0.0064 (exact dynamic program over ``p`` on the grid).
+
+Highest level kept. The reported level is the highest level certified at *any* look so far, not the one at
+the stopping look: the certification boundaries bound the probability of crossing at any look, so a level
+certified at an earlier look is as valid as one certified at the last (a false certificate at level ``j``,
+whenever earned, is a crossing of the boundary of the first threshold at or above ``p``).
+
+What the guarantee depends on. ``sigma`` turns the radii into thresholds, and ``alpha``, ``n_max`` and the
+look schedule fix the boundaries; a :class:`SequentialTest` stores all of them and checks on construction
+that its thresholds (and the union test's boundaries) are the ones these settings give, and
+:meth:`SequentialTest.check_matches` refuses a model or request with other settings. Run a given image
+once: rerunning it (even with a larger ``n_max``, another test or alpha) and keeping the better answer is a
+choice among several tests and breaks alpha (issue 18 measured 0.00134 false certificates at alpha 0.001);
+:func:`sequential_image_seed` makes the noise depend on those settings, so that such reruns are at least not
+silently correlated with one another.
 
 Stopping rules, checked at each look in this order (``k`` is the level certified now, -1 for none; they look
 at nothing but the votes):
@@ -134,6 +150,7 @@ class SequentialTest:
     """
 
     radii: np.ndarray
+    sigma: float
     thresholds: np.ndarray
     alpha: float
     n_max: int
@@ -145,6 +162,21 @@ class SequentialTest:
     top_level: int = field(init=False)
 
     def __post_init__(self) -> None:
+        expected = thresholds_for(self.radii, self.sigma)
+        if np.shape(self.thresholds) != expected.shape or not np.array_equal(self.thresholds, expected):
+            raise ValueError(
+                f"thresholds {np.asarray(self.thresholds).tolist()} are not Phi(radii / sigma) for radii "
+                f"{np.asarray(self.radii).tolist()} and sigma {self.sigma!r}: build the test with for_radii"
+            )
+        if self.method not in TESTS:
+            raise ValueError(f"unknown sequential test {self.method!r}; known: {', '.join(TESTS)}")
+        looks = np.asarray(self.looks)
+        if looks.ndim != 1 or len(looks) == 0 or np.any(np.diff(looks) <= 0) or looks[0] < 1:
+            raise ValueError(f"looks must be strictly increasing positive integers, got {looks.tolist()}")
+        if int(looks[-1]) != self.n_max:
+            raise ValueError(f"the last look must be n_max = {self.n_max}, got {int(looks[-1])}")
+        if not (0.0 < self.alpha < 0.5 and 0.0 < self.beta < 0.5):
+            raise ValueError(f"alpha and beta must lie in (0, 0.5), got {self.alpha!r}, {self.beta!r}")
         critical = futile = None
         if self.method == "union":
             critical = calibrated_critical_values(self.thresholds, self.looks, self.alpha)
@@ -182,12 +214,30 @@ class SequentialTest:
         if not (first >= 1 and ratio > 1):
             raise ValueError(f"need first_look >= 1 and look_ratio > 1, got {first!r}, {ratio!r}")
         looks = look_schedule(int(n_max), int(first), float(ratio))
-        # Radii far beyond sigma give Phi = 1.0 in floating point: keep them just below 1 (never certified).
-        thresholds = np.minimum(norm.cdf(grid / sigma), np.nextafter(1.0, 0.0))
         beta = FUTILITY if beta is None else beta
         if not (0.0 < beta < 0.5):
             raise ValueError(f"beta must lie in (0, 0.5), got {beta!r}")
-        return cls(grid, thresholds, float(alpha), int(n_max), method, looks, float(beta))
+        thresholds = thresholds_for(grid, float(sigma))
+        return cls(grid, float(sigma), thresholds, float(alpha), int(n_max), method, looks, float(beta))
+
+    def check_matches(self, radii: Sequence[float], sigma: float, alpha: float, n_max: int) -> None:
+        """Refuse (``ValueError``) a request whose radii, sigma, alpha or n_max differ from the test's: its
+        boundaries are calibrated for its own, and another sigma maps the radii to other thresholds (a test
+        built for sigma 1.0 used on a sigma-0.25 model certifies radii four times too large)."""
+        grid = check_radii(radii)
+        mismatches = [
+            f"{name} {mine!r} (the request's {theirs!r})"
+            for name, mine, theirs in (
+                ("sigma", self.sigma, float(sigma)),
+                ("alpha", self.alpha, float(alpha)),
+                ("n_max", self.n_max, int(n_max)),
+            )
+            if mine != theirs
+        ]
+        if grid.shape != self.radii.shape or not np.array_equal(grid, self.radii):
+            mismatches.append(f"radii {self.radii.tolist()} (the request's {grid.tolist()})")
+        if mismatches:
+            raise ValueError("the SequentialTest was built for " + ", ".join(mismatches))
 
     # -- the bounds, as "which thresholds are excluded" -----------------------------------------------------
 
@@ -211,6 +261,25 @@ class SequentialTest:
                 return (a < p0 * n) & (mixture_log_evidence(a, n, p0) >= -math.log(self.beta))
         return n - a >= self.futile[level, look]
 
+    def lower_boundary(self, level: int) -> np.ndarray:
+        """Per look, the fewest votes that certify threshold ``level`` on its own (``looks + 1``: none)."""
+        if self.method == "union":
+            return self.critical[level].copy()
+        lo = np.zeros(len(self.looks), dtype=np.int64)  # not excluded (or -1 below)
+        hi = self.looks + 1  # excluded, or past every count
+        index = np.arange(len(self.looks))
+        while np.any(hi - lo > 1):
+            mid = (lo + hi) // 2
+            excluded = self._lower_excluded(mid, index, level) & (mid <= self.looks)
+            hi, lo = np.where(excluded, mid, hi), np.where(excluded, lo, mid)
+        return np.where(self._lower_excluded(lo, index, level), lo, hi)
+
+    def false_certificate_bound(self, level: int) -> float:
+        """An upper bound, by the dynamic program :func:`crossing_probability`, on the probability of a
+        false certificate at ``level`` or above when ``p`` equals its threshold (the worst ``p`` for it):
+        such a certificate crosses the level's boundary at some look."""
+        return crossing_probability(float(self.thresholds[level]), self.looks, self.lower_boundary(level))
+
     def certified_level(self, successes: np.ndarray, look: np.ndarray) -> np.ndarray:
         """The highest level certified by ``successes`` votes at ``look`` (an index): -1 for none."""
         a = np.asarray(successes)[..., None]
@@ -219,17 +288,24 @@ class SequentialTest:
 
     # -- the decision at a look -------------------------------------------------------------------------------
 
-    def decide(self, successes: np.ndarray, look: int | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Certified level (-1: none) and stop code for ``successes`` votes out of ``looks[look]``.
+    def decide(
+        self, successes: np.ndarray, look: int | np.ndarray, best: int | np.ndarray = -1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Certified level (-1: none) and stop code for ``successes`` votes out of ``looks[look]``, where
+        ``best`` is the highest level certified at an earlier look (kept: see the module docstring).
 
-        ``successes`` and ``look`` broadcast; the result arrays have their broadcast shape.
+        ``successes``, ``look`` and ``best`` broadcast; the result arrays have their broadcast shape.
         """
-        successes, look = np.broadcast_arrays(
-            np.asarray(successes, dtype=np.int64), np.asarray(look, dtype=np.int64)
+        successes, look, best = np.broadcast_arrays(
+            np.asarray(successes, dtype=np.int64),
+            np.asarray(look, dtype=np.int64),
+            np.asarray(best, dtype=np.int64),
         )
         t = self.looks[look]
         last = len(self.thresholds) - 1
-        level = self.certified_level(successes, look)
+        if np.any(successes < 0) or np.any(successes > t) or np.any(best < -1) or np.any(best > last):
+            raise ValueError(f"need 0 <= successes <= looks[look] and -1 <= best <= {last}")
+        level = np.maximum(self.certified_level(successes, look), best)
         nxt = np.minimum(level + 1, last)
         ruled_out = self._upper_excluded(successes, look, nxt)
         # Could the next level be certified at a later look if every remaining vote went to the class?
@@ -247,6 +323,25 @@ class SequentialTest:
     def radius(self, level: int) -> float:
         """The grid radius of a certified level (0.0 for level 0, and for -1, which is an abstention)."""
         return float(self.radii[level]) if level >= 0 else 0.0
+
+
+def thresholds_for(radii: np.ndarray, sigma: float) -> np.ndarray:
+    """``Phi(r / sigma)`` per grid radius; radii far beyond sigma give Phi = 1.0 in floating point, so they
+    are kept just below 1 (never certified)."""
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    return np.minimum(norm.cdf(np.asarray(radii, dtype=np.float64) / sigma), np.nextafter(1.0, 0.0))
+
+
+def sequential_image_seed(seed: int, index: int, test: SequentialTest) -> int:
+    """The noise seed of image ``index`` in a sequential run: it depends on the run seed and on every
+    setting that changes the answer (test, alpha, n_max, beta, schedule), so runs with other settings draw
+    other noise. Keeping the better of several runs of one image breaks alpha whatever the seeds (see the
+    module docstring): run each image once."""
+    settings = f"{test.method}|{test.alpha!r}|{test.n_max}|{test.beta!r}|{test.looks.tolist()}"
+    words = np.frombuffer(settings.encode().ljust(-(-len(settings) // 4) * 4, b" "), dtype="<u4")
+    entropy = [int(seed), int(index), *(int(w) for w in words)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def _level(excluded: np.ndarray) -> np.ndarray:
@@ -345,11 +440,12 @@ def sequential_test(
 
 
 def simulate(
-    test: SequentialTest, p: np.ndarray, rng: np.random.Generator
+    test: SequentialTest, p: np.ndarray, rng: np.random.Generator, *, keep_best: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run ``test`` on independent Bernoulli(``p[i]``) vote streams: (level, samples, stop code) per stream.
 
     Votes between looks are drawn as binomial increments, so a stream costs one draw per look.
+    ``keep_best=False`` reports the level at the stopping look instead (before issue 18; for measuring).
     """
     p = np.asarray(p, dtype=np.float64)
     count = len(p)
@@ -362,7 +458,8 @@ def simulate(
     for k, t in enumerate(test.looks):
         successes[active] += rng.binomial(int(t - previous), p[active])
         previous = int(t)
-        lv, st = test.decide(successes[active], k)
+        lv, st = test.decide(successes[active], k, level[active] if keep_best else -1)
+        level[active] = lv
         done = st != CONTINUE
         finished = active[done]
         level[finished], stop[finished], samples[finished] = lv[done], st[done], t
@@ -372,27 +469,34 @@ def simulate(
     return level, samples, stop
 
 
-def exact_outcomes(test: SequentialTest, p: float) -> tuple[np.ndarray, float]:
+def exact_outcomes(test: SequentialTest, p: float, *, keep_best: bool = True) -> tuple[np.ndarray, float]:
     """Exact law of the outcome on a Bernoulli(``p``) vote stream: P(final level = j) for ``j = -1, 0, ...``
     (index ``j + 1``) and the expected number of samples.
 
     Dynamic programming over the vote count at each look: the paths still running are carried forward by a
-    binomial convolution, the stopped ones are added to the outcome of their level.
+    binomial convolution, the stopped ones are added to the outcome of their level. ``keep_best=False``:
+    the level at the stopping look (before issue 18; for measuring).
     """
     from scipy.signal import fftconvolve
     from scipy.stats import binom
 
-    outcome = np.zeros(len(test.thresholds) + 1)
+    levels = len(test.thresholds) + 1  # rows: the highest level certified so far, plus one
+    outcome = np.zeros(levels)
     expected = 0.0
-    running = np.ones(1)  # running[a]: probability of a votes so far on a path still running
+    running = np.zeros((levels, 1))  # running[b + 1, a]: P(a votes so far, best level b, still running)
+    running[0, 0] = 1.0
     previous = 0
     for k, t in enumerate(test.looks):
         step = binom.pmf(np.arange(t - previous + 1), t - previous, p)
-        running = np.clip(fftconvolve(running, step), 0.0, None)[: t + 1]
+        grown = np.zeros((levels, t + 1))
+        for row in np.flatnonzero(running.sum(axis=1) > 0):
+            grown[row] = np.clip(fftconvolve(running[row], step), 0.0, None)[: t + 1]
         previous = int(t)
-        level, stop = test.decide(np.arange(t + 1), k)
-        done = stop != CONTINUE
-        np.add.at(outcome, level[done] + 1, running[done])
-        expected += running[done].sum() * t
-        running = np.where(done, 0.0, running)
+        running = np.zeros_like(grown)
+        for row in np.flatnonzero(grown.sum(axis=1) > 0):
+            level, stop = test.decide(np.arange(t + 1), k, row - 1 if keep_best else -1)
+            done = stop != CONTINUE
+            np.add.at(outcome, level[done] + 1, grown[row][done])
+            expected += grown[row][done].sum() * t
+            np.add.at(running, (level[~done] + 1, np.flatnonzero(~done)), grown[row][~done])
     return outcome, expected

@@ -38,8 +38,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from rsmooth import fastpath
 from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
-from rsmooth.logformat import ABSTAIN  # -1: what PREDICT and CERTIFY return, as the logs record it
-from rsmooth.sequential import CONTINUE, DEFAULT_TEST, SequentialTest, check_radii, sequential_test
+from rsmooth.logformat import ABSTAIN, NOT_LABEL  # -1: what PREDICT and CERTIFY return, as the logs record it
+from rsmooth.sequential import CONTINUE, DEFAULT_TEST, STOP_RULED_OUT, SequentialTest, sequential_test
 
 # Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
 # depend on the batch size or the other images.
@@ -219,7 +219,9 @@ class Smooth:
 
         Returns ``(cls, radius, samples)``: ``radius`` is the largest grid radius certified (``0.0``: the
         smoothed classifier predicts ``cls``, pA > 1/2), ``(-1, 0.0)`` an abstention, ``samples`` the
-        base-classifier draws used (selection included). Guarantee: whatever the stopping time, the
+        base-classifier draws used (selection included); with ``label``, ``(NOT_LABEL, 0.0)`` (-2) says the
+        futility bound (level ``beta``) ruled out ``p(label) > 1/2``: a wrong prediction, not an abstention.
+        The radius is the highest certified at any look. Guarantee: whatever the stopping time, the
         probability that ``(cls, radius)`` is wrong (``cls`` is not g's class at ``x``, or g is not robust at
         ``radius``) is at most ``alpha``. With ``label`` the test is on the probability of that label (for
         certified accuracy; no selection draws); without it ``n0`` draws first select the class, as in
@@ -266,8 +268,8 @@ class Smooth:
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got {list(labels)}")
         if not isinstance(test, SequentialTest):
             test = sequential_test(radii, self.sigma, alpha, n_max, test)
-        elif (test.alpha, test.n_max) != (alpha, n_max) or not np.allclose(test.radii, check_radii(radii)):
-            raise ValueError("the SequentialTest given was built for other radii, alpha or n_max")
+        else:  # its boundaries hold only for its own sigma, radii, alpha and n_max
+            test.check_matches(radii, self.sigma, alpha, n_max)
         generators = self._generators(xs, seeds) or [None] * xs.shape[0]
         self.base_classifier.eval()
         xs = xs.to(self.device, torch.float32)
@@ -478,6 +480,7 @@ class _SequentialRun:
         self.cls: int | None = None
         self.successes = 0
         self.look = 0
+        self.best = -1  # the highest level certified at any look so far (kept)
         self.result: tuple[int, float, int] | None = None
 
     def start_test(self, cls: int, position: int) -> None:
@@ -513,20 +516,18 @@ class _SequentialRun:
         if self.cls is None:  # end of selection: numpy argmax, ties to the lowest class index
             self.cls = int(self.counts.argmax())
             return
-        level, stop = self.test.decide(self.successes, self.look)
+        level, stop = self.test.decide(self.successes, self.look, self.best)
+        self.best = int(level)
         if int(stop) == CONTINUE:
             self.look += 1
             return
-        level = int(level)
-        self.result = (
-            (self.cls, self.test.radius(level), self.position)
-            if level >= 0
-            else (
-                ABSTAIN,
-                0.0,
-                self.position,
-            )
-        )
+        if self.best >= 0:
+            self.result = (self.cls, self.test.radius(self.best), self.position)
+        elif self.label is not None and int(stop) == STOP_RULED_OUT:
+            # label mode: the upper bound put p(label) at or below 1/2, so g does not return the label
+            self.result = (NOT_LABEL, 0.0, self.position)
+        else:
+            self.result = (ABSTAIN, 0.0, self.position)
 
 
 def image_seed(seed: int, index: int) -> int:

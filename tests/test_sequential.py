@@ -8,6 +8,8 @@ import pytest
 import torch
 from scipy.stats import binom, norm
 
+from rsmooth.analysis.metrics import abstention_rate
+from rsmooth.logformat import NOT_LABEL
 from rsmooth.sequential import (
     CONTINUE,
     STOP_BUDGET,
@@ -177,7 +179,7 @@ def test_half_space_certificates_are_sound_and_far_points_stop_early():
     false = 0
     for offset, (cls, radius, samples) in zip(offsets, results, strict=True):
         assert samples <= n_max
-        if cls != -1:
+        if cls >= 0:
             assert cls == 1 and radius in RADII
             false += radius >= offset  # the true radius is |offset| (offset > 0 for class 1)
     # P(at least `false` errors) under the bound alpha per point must not be tiny.
@@ -187,7 +189,7 @@ def test_half_space_certificates_are_sound_and_far_points_stop_early():
         half_space_images([2.0, -1.0]), RADII, alpha, n_max, 4096, labels=[1, 1], seeds=[1, 2]
     )
     assert far[0][:2] == (1, 1.0) and far[0][2] < n_max / 10
-    assert far[1] == (-1, 0.0, far[1][2]) and far[1][2] <= 200
+    assert far[1] == (NOT_LABEL, 0.0, far[1][2]) and far[1][2] <= 200  # ruled out: wrong, not abstained
 
 
 def test_half_space_without_label_selects_the_class_and_counts_the_selection():
@@ -288,9 +290,119 @@ def test_dataset_log_resumes_after_a_crash_and_matches_an_uninterrupted_run(tmp_
     a, b = read_certify_log(whole), read_certify_log(out)
     columns = ["idx", "label", "predict", "radius", "correct", "samples"]
     pd.testing.assert_frame_equal(a[columns], b[columns])
-    # Label 0 at a positive offset has p < 1/2: never certified.
-    assert a.set_index("idx").loc[[3, 6], "predict"].tolist() == [-1, -1]
+    # Label 0 at a positive offset has p < 1/2: never certified, and logged as wrong, not as abstained.
+    assert a.set_index("idx").loc[[3, 6], "predict"].tolist() == [NOT_LABEL, NOT_LABEL]
+    assert a.loc[a["predict"] == NOT_LABEL, "correct"].eq(0).all()
+    assert abstention_rate(a) == (a["predict"] == -1).mean() < (a["correct"] == 0).mean()
     with pytest.raises(KeyboardInterrupt):
         certify_dataset_sequential(smooth, _Crashing(items, 2), range(7), tmp_path / "x.tsv", **kwargs)
     with pytest.raises(ValueError, match="other settings"):
         certify_dataset_sequential(smooth, items, range(7), tmp_path / "x.tsv", **{**kwargs, "alpha": 0.05})
+
+
+# -- issue 18: no false certificate through any door, every certificate earned kept ------------------------
+
+
+@pytest.mark.parametrize(("method", "alpha"), [(m, a) for m in TESTS for a in (0.001, 0.05)])
+def test_exact_false_certificate_probability_at_each_threshold_is_at_most_alpha_at_default_settings(
+    method, alpha
+):
+    # The default schedule, futility level and budget of the scripts (n_max = --N = 100_000); the dynamic
+    # program of crossing_probability over the vote count, at p on each threshold.
+    test = sequential_test(RADII, 0.25, alpha, 100_000, method)
+    worst = max(test.false_certificate_bound(level) for level in range(test.top_level + 1))
+    assert worst <= alpha, (method, alpha, worst)
+    assert worst > alpha / 20  # not vacuous
+
+
+def test_the_boundary_bound_agrees_with_the_exact_law_of_the_whole_procedure():
+    for method in TESTS:
+        test = SequentialTest.for_radii(RADII, 0.5, 0.05, 3000, method, beta=0.2)
+        for level, threshold in enumerate(test.thresholds[:3]):
+            outcome, _ = exact_outcomes(test, float(threshold))
+            # Stopping and keeping the highest level only remove paths from the boundary's crossings.
+            assert outcome[level + 1 :].sum() <= test.false_certificate_bound(level) + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(sigma=1.0), "sigma 1.0"),
+        (dict(alpha=0.01), "alpha 0.01"),
+        (dict(n_max=4000), "n_max 4000"),
+        (dict(radii=[0.0, 0.5]), "radii"),
+    ],
+)
+def test_a_test_object_built_for_other_settings_is_refused(change, message):
+    smooth = Smooth(HalfSpace(), 2, 0.25)
+    settings = dict(radii=RADII, sigma=0.25, alpha=0.001, n_max=2000)
+    test = SequentialTest.for_radii(**{**settings, **change})
+    with pytest.raises(ValueError, match=message):
+        smooth.certify_sequential_batch(
+            half_space_images([0.3]), RADII, 0.001, 2000, 500, labels=[1], seeds=[0], test=test
+        )
+    # The matching one runs: a point at distance 0.3 is never certified at radius 1.0 with sigma 0.25.
+    good = SequentialTest.for_radii(**settings)
+    [(_, radius, _)] = smooth.certify_sequential_batch(
+        half_space_images([0.3]), RADII, 0.001, 2000, 500, labels=[1], seeds=[0], test=good
+    )
+    assert radius < 0.3
+
+
+def test_a_test_object_with_thresholds_of_another_sigma_cannot_be_built():
+    test = SequentialTest.for_radii(RADII, 1.0, 0.001, 2000, "mixture")
+    with pytest.raises(ValueError, match="not Phi"):
+        SequentialTest(test.radii, 0.25, test.thresholds, 0.001, 2000, "mixture", test.looks, 0.05)
+    with pytest.raises(ValueError, match="last look"):
+        SequentialTest(test.radii, 1.0, test.thresholds, 0.001, 3000, "mixture", test.looks, 0.05)
+
+
+def test_the_highest_level_certified_at_any_look_is_kept():
+    test = sequential_test(RADII, 0.5, 0.01, 20_000, "union")
+    k = int(np.searchsorted(test.looks, 2000))
+    a = int(test.critical[1, k])  # just enough for level 1 at look k
+    assert int(test.certified_level(a, k)) == 1
+    # Far fewer votes later: on their own level 0 at most, but level 1 was earned at look k.
+    later = len(test.looks) - 1
+    assert int(test.certified_level(a, later)) < 1
+    level, _ = test.decide(a, later, best=1)
+    assert int(level) == 1
+
+
+def test_sequential_image_seeds_depend_on_the_settings_that_change_the_answer():
+    from rsmooth.sequential import sequential_image_seed
+
+    base = sequential_test(RADII, 0.5, 0.001, 2000, "union")
+    seeds = {
+        sequential_image_seed(0, 7, t)
+        for t in (
+            base,
+            sequential_test(RADII, 0.5, 0.001, 4000, "union"),
+            sequential_test(RADII, 0.5, 0.01, 2000, "union"),
+            sequential_test(RADII, 0.5, 0.001, 2000, "mixture"),
+        )
+    }
+    assert len(seeds) == 4
+    assert (
+        sequential_image_seed(0, 7, base)
+        == sequential_image_seed(0, 7, base)
+        != sequential_image_seed(1, 7, base)
+    )
+
+
+def test_old_label_mode_logs_still_read_and_new_ones_count_wrong_apart_from_abstained(tmp_path):
+    from rsmooth.analysis import read_certify_log
+    from rsmooth.logformat import SEQUENTIAL_HEADER, format_sequential_row
+
+    old = tmp_path / "old.tsv"  # before issue 18: -1 for both a wrong label and an undecided one
+    rows = [(0, 1, 1, 0.5, 0.1, 900), (1, 1, -1, 0.0, 0.1, 300), (2, 0, -1, 0.0, 0.1, 100_000)]
+    old.write_text("\t".join(SEQUENTIAL_HEADER) + "\n" + "".join(format_sequential_row(*r) for r in rows))
+    df = read_certify_log(old)
+    assert df["predict"].tolist() == [1, -1, -1] and df["correct"].tolist() == [1, 0, 0]
+    assert abstention_rate(df) == pytest.approx(2 / 3)
+    new = tmp_path / "new.tsv"
+    rows[1] = (1, 1, NOT_LABEL, 0.0, 0.1, 300)
+    new.write_text("\t".join(SEQUENTIAL_HEADER) + "\n" + "".join(format_sequential_row(*r) for r in rows))
+    df = read_certify_log(new)
+    assert df["predict"].tolist() == [1, NOT_LABEL, -1] and df["correct"].tolist() == [1, 0, 0]
+    assert abstention_rate(df) == pytest.approx(1 / 3)

@@ -59,7 +59,8 @@ acr = average_certified_radius
 
 
 def abstention_rate(df: pd.DataFrame) -> float:
-    """Fraction of rows where CERTIFY abstained (``predict == -1``); a fraction, not a percentage."""
+    """Fraction of rows where CERTIFY abstained (``predict == -1``); a fraction, not a percentage. A
+    sequential label-mode "not the label" (-2, a wrong prediction) is not an abstention."""
     _check_rows(df, "abstention rate")
     return float((df["predict"].to_numpy() == -1).mean())
 

@@ -264,7 +264,11 @@ def result_tables(certifications: Sequence[Certification], settings: Settings) -
             groups,
             radii,
             caption="Abstention rate (%) of the best model per radius"
-            + ("" if acr else " (tested on the true label: wrong predictions count as abstentions)"),
+            + (
+                ""
+                if acr
+                else " (sequential on the true label: logs before the -2 code count wrong as abstained)"
+            ),
         ),
         "linf": linf_table(
             groups, settings.dataset, caption="l-inf certified accuracy implied by the l2 certificates"
