@@ -57,7 +57,7 @@ def reference_style_attack(model, x, y, *, eps, steps, num_noise, sigma, seed):
     out = []
     for b in range(x.shape[0]):
         inputs = x[b : b + 1].repeat(num_noise, 1, 1, 1)
-        noise = torch.randn(inputs.shape, generator=generator) * sigma
+        noise = torch.randn(inputs.shape, device=x.device, generator=generator) * sigma
         delta = torch.zeros_like(inputs[:1], requires_grad=True)
         for _ in range(steps):
             logits = model(inputs + delta + noise)
@@ -108,11 +108,12 @@ def main() -> None:
     parser.add_argument("--config", default=str(ROOT / "config" / "config.yaml"))
     parser.add_argument("--variants", nargs="+", default=["fp32"], help="fp32, bf16+cl, fp16+cl, ...")
     parser.add_argument("--no-study", action="store_true", help="only the attack rates")
+    parser.add_argument("--depth", type=int, default=110, help="CIFAR ResNet depth")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = get_architecture("cifar_resnet110", "cifar10").to(device).eval()
+    model = get_architecture(f"cifar_resnet{args.depth}", "cifar10").to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
     name = (
@@ -120,7 +121,9 @@ def main() -> None:
         if device.type == "cuda"
         else f"CPU ({torch.get_num_threads()} threads)"
     )
-    print(f"device: {name}; torch {torch.__version__}; ResNet-110 32x32; T = {args.steps}, eps = {args.eps}")
+    print(
+        f"device: {name}; torch {torch.__version__}; ResNet-{args.depth} 32x32; T = {args.steps}, eps = {args.eps}"
+    )
 
     batch = torch.rand(args.batch, 3, 32, 32, device=device)
     with torch.no_grad():

@@ -21,7 +21,7 @@ import torch
 
 from rsmooth.logformat import SEQUENTIAL_HEADER, format_row, format_sequential_row, write_log
 from rsmooth.sequential import DEFAULT_TEST, sequential_image_seed, sequential_test
-from rsmooth.smoothing import Smooth, image_seed
+from rsmooth.smoothing import NOISE_SCHEME, Smooth, image_seed
 
 
 def select_indices(
@@ -86,6 +86,7 @@ def certify_dataset(
         "batch_size": batch_size,
         "seed": seed,
         "sigma": smooth.sigma,
+        "noise": NOISE_SCHEME,  # the noise stream (a resume never mixes two)
     }
 
     def rows(chunk: list[int]) -> list[tuple[int, str]]:

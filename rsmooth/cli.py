@@ -9,8 +9,10 @@ device is refused.
 The fast-path options (``--precision``, ``--channels-last``, ``--compile``, ``--batch auto``;
 :mod:`rsmooth.fastpath`) are recorded in the settings only when they are not the defaults, so a default run
 writes the settings, and therefore resumes from the partial files, exactly as before they existed. ``--batch
-auto`` is measured once per run and recorded (``"batch": "auto"`` beside the ``batch_size`` chosen); a resume
-reuses the recorded size instead of measuring again, so that it draws the noise the first run would have.
+auto`` is measured once per run on a GPU (off a GPU, CERTIFY and PREDICT take the fixed :data:`CPU_BATCH`) and
+recorded (``"batch": "auto"`` beside the ``batch_size`` chosen); a resume reuses the recorded size instead of
+measuring again. The noise does not depend on the batch (:mod:`rsmooth.smoothing`), so the size changes the
+speed, not the results (up to batch-dependent rounding in the model's kernels).
 """
 
 from __future__ import annotations
@@ -232,6 +234,10 @@ def load_smoothed(args: argparse.Namespace, prog: str) -> tuple[Smooth, Any, lis
     return smooth, dataset, indices
 
 
+# What ``--batch auto`` (the workflow's default) resolves to for CERTIFY and PREDICT off a GPU.
+CPU_BATCH = 400
+
+
 def resolve_auto_batch(
     smooth: Smooth, args: argparse.Namespace, shape: tuple[int, ...], *, gradients: bool
 ) -> int:
@@ -242,6 +248,11 @@ def resolve_auto_batch(
     if recorded and recorded.get("batch") == AUTO and isinstance(recorded.get("batch_size"), int):
         print(f"--batch auto: {recorded['batch_size']}, as recorded in {partial}", file=sys.stderr)
         return recorded["batch_size"]
+    if smooth.device.type != "cuda" and not gradients:
+        # On a CPU a larger batch is not faster per sample, and the noise does not depend on the batch (blocks of
+        # NOISE_BLOCK draws): CERTIFY and PREDICT keep the fixed CPU batch, without measuring.
+        print(f"--batch auto: {CPU_BATCH}, the fixed batch on a {smooth.device.type} device", file=sys.stderr)
+        return CPU_BATCH
     # On a CPU images never share a forward pass, so a batch above the draws per image is never used.
     limit = None if smooth.device.type == "cuda" else max(args.N, getattr(args, "N0", 1), AUTO_BATCH_START)
     chosen, measured = smooth.auto_batch_size(shape, limit, gradients=gradients)

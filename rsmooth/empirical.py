@@ -29,7 +29,7 @@ import torch
 
 from rsmooth import attacks
 from rsmooth.logformat import ATTACK_HEADER, format_attack_row, write_log
-from rsmooth.smoothing import Smooth, image_seed
+from rsmooth.smoothing import NOISE_SCHEME, Smooth, image_seed
 
 ATTACKS = ("pgd", "ddn", "pgd_stein")
 DDN_INIT_NORM = 1.0  # predict.py: --init-norm-DDN 256, divided by 256
@@ -186,6 +186,7 @@ def attack_dataset(
         "batch_size": batch_size,
         "seed": seed,
         "sigma": smooth.sigma,
+        "noise": NOISE_SCHEME,  # the noise stream (a resume never mixes two)
     }
     model, device = smooth.attack_model(), smooth.device
 

@@ -19,10 +19,15 @@ Fast path (:mod:`rsmooth.fastpath`): ``precision="bf16"`` or ``"fp16"`` runs the
 in float32 and the float32 sum is what the model receives (autocast casts it at the first convolution). The
 default (fp32, contiguous, eager) is the reference's arithmetic.
 
-Reproducibility: with ``seed`` given, every image gets its own generator and draws its noise in chunks that
-depend only on ``n`` and ``batch_size``, never on which other images share the call. A certification split
-into shards, or resumed after a kill, therefore draws exactly the noise an uninterrupted run would have
-drawn (same device, batch size and library versions).
+Reproducibility: with ``seed`` given, every image gets its own generator and draws its noise in blocks of
+``NOISE_BLOCK`` draws, so draw ``j`` of image ``i`` is a function of (seed, i, j) alone: not of the batch size,
+nor of which other images share the call. A certification at ``batch: auto`` therefore gives the log of the
+same run at ``batch: 400`` (up to batch-dependent rounding in the base classifier's kernels, which on the CPU
+and with the default fp32 has not changed a vote in the tests), and one split into shards, or resumed after a
+kill, draws exactly the noise an uninterrupted run would have drawn (same device and library versions). This
+block scheme (recorded as ``"noise": NOISE_SCHEME`` in the logs' settings) replaced draws in chunks of the
+batch size, which made the noise depend on the batch; logs drawn that way have no ``noise`` setting, so a
+resume never mixes the two.
 """
 
 from __future__ import annotations
@@ -41,9 +46,10 @@ from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.logformat import ABSTAIN, NOT_LABEL  # -1: what PREDICT and CERTIFY return, as the logs record it
 from rsmooth.sequential import CONTINUE, DEFAULT_TEST, STOP_RULED_OUT, SequentialTest, sequential_test
 
-# Draws of noise per generator call in sequential certification: fixed, so that an image's noise does not
-# depend on the batch size or the other images.
+# Draws of noise per generator call: fixed, so that an image's noise does not depend on the batch size or the
+# other images. NOISE_SCHEME names this scheme in the logs' settings (a resume refuses another scheme).
 NOISE_BLOCK = 200
+NOISE_SCHEME = f"blocks-{NOISE_BLOCK}"
 
 
 def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
@@ -344,8 +350,8 @@ class Smooth:
     ) -> np.ndarray:
         """Votes of the base classifier on ``num`` noisy copies of each image: int64 array ``[K, classes]``.
 
-        Each image's noise is drawn in chunks of ``min(batch_size, remaining)`` from its own generator (or
-        the global one); on CUDA, when ``num < batch_size``, several whole images share a forward pass.
+        Each image's noise is drawn in blocks of ``NOISE_BLOCK`` from its own generator (or the global one),
+        whatever ``batch_size``; on CUDA, when ``num < batch_size``, several whole images share a forward pass.
         """
         _check_positive_int("batch_size", batch_size)
         if xs.dim() != 4:
@@ -368,34 +374,35 @@ class Smooth:
         batch_size: int,
         generators: list[torch.Generator | None],
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (image index per row, noisy rows) batches covering ``num`` draws for every image."""
+        """Yield (image index per row, noisy rows) batches covering ``num`` draws for every image.
+
+        Each image's noise is drawn from its generator in blocks of ``NOISE_BLOCK`` draws (the last one
+        shorter), whatever ``batch_size`` and whichever images share a pass, so draw ``j`` of an image is the
+        same number for every batch size. A block is drawn straight into the batch when it fits, and the noise
+        is scaled and the image added in place (no extra tensor the size of the batch).
+        """
         shape = xs.shape[1:]
         # By default whole images share a forward pass only on a GPU: on a CPU a larger batch is slower per
         # sample (measured: 0.60x for 4 images of 100 draws in one batch of 400 against 100-draw batches).
         group = xs.device.type == "cuda" if self.group_images is None else self.group_images
         if num >= batch_size or not group:
             for i, generator in enumerate(generators):
-                remaining = num
-                while remaining > 0:
-                    size = min(batch_size, remaining)
-                    remaining -= size
-                    noise = torch.randn(
-                        (size, *shape), device=xs.device, dtype=torch.float32, generator=generator
-                    )
-                    rows = torch.full((size,), i, dtype=torch.int64, device=xs.device)
-                    yield rows, xs[i] + noise * self.sigma
+                blocks = _NoiseBlocks(generator, num, shape, xs.device)
+                while blocks.left:
+                    noisy = blocks.take(min(batch_size, blocks.left))
+                    rows = torch.full((len(noisy),), i, dtype=torch.int64, device=xs.device)
+                    yield rows, noisy.mul_(self.sigma).add_(xs[i])
             return
         per_batch = batch_size // num
         for start in range(0, len(generators), per_batch):
             stop = min(start + per_batch, len(generators))
-            noise = torch.cat(
-                [
-                    torch.randn((num, *shape), device=xs.device, dtype=torch.float32, generator=generators[i])
-                    for i in range(start, stop)
-                ]
-            )
+            noisy = torch.empty(((stop - start) * num, *shape), device=xs.device, dtype=torch.float32)
+            for offset, i in enumerate(range(start, stop)):
+                _NoiseBlocks(generators[i], num, shape, xs.device).take(
+                    num, noisy[offset * num : (offset + 1) * num]
+                )
             rows = torch.arange(start, stop, device=xs.device).repeat_interleave(num)
-            yield rows, xs[rows] + noise * self.sigma
+            yield rows, noisy.mul_(self.sigma).add_(xs[rows])
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits of the float32 noisy ``batch``; in reduced precision autocast casts it inside the model."""
@@ -528,6 +535,43 @@ class _SequentialRun:
             self.result = (NOT_LABEL, 0.0, self.position)
         else:
             self.result = (ABSTAIN, 0.0, self.position)
+
+
+class _NoiseBlocks:
+    """The ``num`` standard normal draws of one image, drawn in blocks of ``NOISE_BLOCK`` from ``generator``
+    (the global generator when ``None``) and handed out in runs of any length."""
+
+    def __init__(self, generator: torch.Generator | None, num: int, shape, device: torch.device) -> None:
+        self.generator, self.shape, self.device = generator, tuple(shape), device
+        self.left = num  # draws not yet handed out
+        self.undrawn = num  # draws not yet generated
+        self.carry: torch.Tensor | None = None  # generated, not yet handed out (part of one block)
+
+    def take(self, m: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The next ``m`` draws, written into ``out`` (``[m, *shape]`` float32, contiguous) or a new tensor."""
+        if out is None:
+            out = torch.empty((m, *self.shape), device=self.device, dtype=torch.float32)
+        pos = 0
+        if self.carry is not None:
+            used = min(m, len(self.carry))
+            out[:used].copy_(self.carry[:used])
+            self.carry = self.carry[used:] if used < len(self.carry) else None
+            pos = used
+        while pos < m:
+            size = min(NOISE_BLOCK, self.undrawn)
+            self.undrawn -= size
+            if pos + size <= m:  # the whole block fits: draw it in place (randn is empty + normal_)
+                out[pos : pos + size].normal_(generator=self.generator)
+                pos += size
+            else:
+                block = torch.randn(
+                    (size, *self.shape), device=self.device, dtype=torch.float32, generator=self.generator
+                )
+                out[pos:].copy_(block[: m - pos])
+                self.carry = block[m - pos :]
+                pos = m
+        self.left -= m
+        return out
 
 
 def image_seed(seed: int, index: int) -> int:

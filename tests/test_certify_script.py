@@ -225,3 +225,16 @@ def test_sequential_radii_default_to_the_analysis_radii(setup):
     args = load_script().parse_args([*argv, "--procedure", "sequential"])
     assert args.radii == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
     assert load_script().parse_args(argv).procedure == "cohen"
+
+
+def test_log_at_batch_auto_equals_the_log_at_a_fixed_batch_bit_for_bit(setup):
+    # The noise is a function of (seed, image, draw): the batch changes the speed, never the log.
+    base = setup[0]
+    logs = {}
+    for batch in ("400", "48", "auto"):
+        out = base / f"batch-{batch}.tsv"
+        finish(certify(setup, out, "--N", "500", "--batch", batch, "--skip", "20", "--no-progress"))
+        logs[batch] = [row[:5] for row in rows(out)]  # every column but the time
+    assert logs["400"] == logs["48"] == logs["auto"]
+    done = (base / "batch-auto.tsv.done").read_text().splitlines()[0]
+    assert '"batch": "auto"' in done and '"batch_size": 400' in done and '"noise": "blocks-200"' in done

@@ -215,7 +215,7 @@ def test_defaults_are_filled_where_the_parent_exists():
         "n0": 100,
         "n": 100000,
         "alpha": 0.001,
-        "batch": 400,
+        "batch": "auto",
         "skip": 1,
         "seed": 0,
         "amp": False,

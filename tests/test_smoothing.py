@@ -230,3 +230,37 @@ def test_invalid_sample_sizes_are_rejected():
         smooth.predict(torch.zeros(1, 2, 2), 100, 0.001, 0)
     with pytest.raises(ValueError, match="one image"):
         smooth.predict(torch.zeros(2, 1, 2, 2), 100, 0.001, 10)
+
+
+@pytest.mark.parametrize("group_images", [False, True])
+def test_noise_is_a_function_of_seed_image_and_draw_whatever_the_batch(group_images):
+    # Draw j of image i is the same number at every batch size (blocks of NOISE_BLOCK), so `batch: auto`
+    # reproduces `batch: 400` bit for bit.
+    xs = torch.rand(3, 1, 2, 2)
+    seeds = [5, 6, 7]
+
+    def noise(batch: int) -> torch.Tensor:
+        model = Recorder()
+        Smooth(model, num_classes=3, sigma=0.5, group_images=group_images).sample_counts(
+            xs, 450, batch, [torch.Generator().manual_seed(s) for s in seeds]
+        )
+        return torch.cat(model.inputs)
+
+    reference = noise(400)
+    for batch in (7, 200, 333, 1000, 4096):
+        assert torch.equal(noise(batch), reference), batch
+
+
+def test_certify_at_any_batch_gives_the_same_results():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    xs = torch.rand(4, 3, 2, 2)
+    seeds = [21, 22, 23, 24]
+    results = {
+        (batch, group): Smooth(net, num_classes=5, sigma=0.5, group_images=group).certify_batch(
+            xs, 100, 1000, 0.001, batch, seeds=seeds
+        )
+        for batch in (37, 400, 4096)
+        for group in (False, True)
+    }
+    assert len({tuple(r) for r in results.values()}) == 1
