@@ -655,6 +655,8 @@ def test_prepare_writes_and_lists_the_files_of_the_spec(tmp_path: Path, name: st
     for entry in spec.files:
         path = tmp_path / spec.folder / entry.path
         assert record["files"][str(path)] == ("directory" if entry.folder else path.stat().st_size)
+    if name in ("cifar10", "mnist", "imagenet"):  # the evaluation split holds n_test images, as planned
+        assert len(get_dataset(name, "test", tmp_path)) == sizes.n_test
     # ... and checking them in place ("download" of data that cannot be downloaded) accepts them as they are.
     if not spec.downloadable:
         checked = prepare_dataset(name, tmp_path, "download")
@@ -732,3 +734,16 @@ def test_prepare_data_script_writes_the_stamp_of_the_spec(tmp_path: Path) -> Non
     assert len(get_dataset("mnist", "train", tmp_path / "data")) == 20
     with pytest.raises(ValueError, match="unknown source 'torrent'"):
         prepare_dataset("mnist", tmp_path, "torrent")
+
+
+def test_a_missing_fact_names_the_data_set_and_the_fact() -> None:
+    from rsmooth.analysis.grids import has_linf_table, linf_radius, table_radii
+
+    assert list(table_radii("mnist")) == [0.25 * i for i in range(1, 11)]
+    assert not has_linf_table("mnist") and has_linf_table("cifar10") and linf_radius("imagenet") == 1 / 255
+    with pytest.raises(ValueError, match=r"'mnist' \(MNIST\) has no l-inf radius .*DatasetSpec.linf_radius"):
+        linf_radius("mnist")
+    with pytest.raises(ValueError, match=r"'tinyimages' \(TinyImages\) has no table radii"):
+        table_radii("tinyimages")
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        table_radii("svhn")
