@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     reference_model = get_architecture(arch, dataset).to(device).eval()
     flops = flops_per_sample(reference_model, shape, device)
     peak = json.loads(args.matmul_json.read_text())["bf16_matmul_flops"] if args.matmul_json else None
-    name = (
+    device_name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"CPU ({torch.get_num_threads()} threads)"
     )
-    print(f"device: {name}; torch {torch.__version__}; {arch} {shape[1]}x{shape[2]}")
+    print(f"device: {device_name}; torch {torch.__version__}; {arch} {shape[1]}x{shape[2]}")
     print(f"images {args.images}, N0 {args.n0}, N {args.n}, best of {args.repeats}")
     print(
         f"{flops / 1e9:.3f} GFLOP a sample (forward), "
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         if not fp32:
             raise SystemExit("--throughput-out needs an fp32 run of rsmooth (add fp32 to --variants)")
         rate = max(samples / best[label] for label in fp32)
-        figures = {"gpu": name, "certify_samples_per_second": {arch: round(rate, 1)}}
+        figures = {"gpu": device_name, "certify_samples_per_second": {arch: round(rate, 1)}}
         print(f"wrote {write_throughput(args.throughput_out, figures, update=True)}: {figures}")
 
 
