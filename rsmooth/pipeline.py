@@ -371,15 +371,15 @@ def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
 # -- toy scale: a preset's every experiment and stage, at a size that runs on a laptop CPU in minutes ---------
 
 # What toy scale sets: one epoch of small batches, tiny synthetic stand-ins, tiny CERTIFY and attacks.
-TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 4}
+TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 2}
 TOY_DATA = {
     "root": "resources/toy-data",
     "source": "synthetic",
-    "synthetic": {"n_train": 16, "n_test": 4, "n_tinyimages": 16, "imagenet32_per_batch": 2, "imagenet32_val": 4, "seed": 0},
+    "synthetic": {"n_train": 16, "n_test": 2, "n_tinyimages": 16, "imagenet32_per_batch": 2, "imagenet32_val": 2, "seed": 0},
 }  # fmt: skip
-TOY_CERTIFY = {"n0": 8, "n": 32, "batch": 64, "skip": 1, "shards": 1}
+TOY_CERTIFY = {"n0": 8, "n": 16, "batch": 64, "skip": 1, "shards": 1}
 TOY_EMPIRICAL = {"steps": 1, "batch": 64, "skip": 1, "shards": 1}
-TOY_N = 16  # PREDICT's n in the toy attacks
+TOY_N = 8  # PREDICT's n in the toy attacks
 
 
 def _toy_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -401,8 +401,8 @@ def _first_cell(experiment: dict[str, Any]) -> dict[str, Any]:
 
 def toy_config(config: dict[str, Any]) -> dict[str, Any]:
     """The toy-scale version of a complete preset: every experiment, stage and section kept, each grid cut to
-    one model, one epoch, synthetic stand-ins of a few images in the real formats, CERTIFY with N0 8 / N 32,
-    attacks at two eps with n 16 and at most 4 noise draws. Its numbers mean nothing: it runs every job of the preset's DAG, through
+    one model, one epoch, synthetic stand-ins of a few images in the real formats, CERTIFY with N0 8 / N 16,
+    attacks at one eps with n 8 and at most 4 noise draws. Its numbers mean nothing: it runs every job of the preset's DAG, through
     aggregation, figures and the report, in minutes on a CPU ("check my config before the cluster":
     ``scripts/toy_config.py``). Architectures are kept, so that fine-tuning and checkpoints are checked too.
     """
@@ -446,7 +446,8 @@ def _toy_pretraining(config: dict[str, Any], experiments: dict[str, Any]) -> dic
 def _toy_empirical(empirical: dict[str, Any]) -> dict[str, Any]:
     toy = {k: v for k, v in empirical.items() if k != "images_per_job"}
     toy.update(TOY_EMPIRICAL)
-    toy["eps"] = list(empirical["eps"][:2])
+    # One eps, the first above 0 (eps 0 runs no attack), so that every attack job runs an attack.
+    toy["eps"] = [next((e for e in empirical["eps"] if e > 0), empirical["eps"][0])]
     attacks = {}
     for name, entry in empirical["attacks"].items():
         entry = {**entry, "n": [TOY_N]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -51,29 +52,37 @@ def test_toy_config_refuses_a_partial_override():
         toy_config({"certify": {"images_per_job": 250}})
 
 
-def snakemake(workdir: Path, configfile: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile", str(configfile),
-         "--directory", str(workdir), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return result.stdout + result.stderr
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory) -> dict[str, Path]:
+    """One toy run of each preset with its report, all four at once (their jobs are small and short, so
+    running them side by side keeps both cores busy), shared by the tests below."""
+    runs = {}
+    for preset in PRESETS:
+        workdir = tmp_path_factory.mktemp(preset.replace(".yaml", ""))
+        configfile = workdir / "toy.yaml"
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "toy_config.py"), str(ROOT / "config" / preset), str(configfile)],
+            check=True,
+        )  # fmt: skip
+        # The run, then its report, in one shell line per preset.
+        command = " && ".join(
+            shlex.join([sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--configfile",
+                      str(configfile), "--directory", str(workdir), *args])
+            for args in (("--cores", "1"), ("--report", "report.html"))
+        )  # fmt: skip
+        log = open(workdir / "pytest-run.log", "w")  # noqa: SIM115 (closed below)
+        process = subprocess.Popen(command, shell=True, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        runs[preset] = (workdir, process, log)
+    for preset, (workdir, process, log) in runs.items():
+        process.wait(timeout=1800)
+        log.close()
+        assert process.returncode == 0, f"{preset}:\n" + (workdir / "pytest-run.log").read_text()[-6000:]
+    return {preset: workdir for preset, (workdir, _, _) in runs.items()}
 
 
-@pytest.fixture(scope="module", params=PRESETS)
-def toy_run(request, tmp_path_factory):
-    """One toy run of each preset, with its report (shared by the tests below)."""
-    preset = request.param
-    workdir = tmp_path_factory.mktemp(preset.replace(".yaml", ""))
-    configfile = workdir / "toy.yaml"
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "toy_config.py"), str(ROOT / "config" / preset), str(configfile)],
-        check=True,
-    )  # fmt: skip
-    snakemake(workdir, configfile, "--cores", "2")
-    snakemake(workdir, configfile, "--report", "report.html")
-    return preset, workdir
+@pytest.fixture(params=PRESETS)
+def toy_run(request, toy_runs):
+    return request.param, toy_runs[request.param]
 
 
 def test_preset_runs_to_its_report_with_its_data_sets_rows(toy_run):
