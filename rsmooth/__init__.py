@@ -16,6 +16,7 @@ TORCH_FREE_MODULES: tuple[str, ...] = (
     "rsmooth.dataset_info",
     "rsmooth.fastpath",
     "rsmooth.io",
+    "rsmooth.html_page",
     "rsmooth.logformat",
     "rsmooth.sequential",
     "rsmooth.analysis",

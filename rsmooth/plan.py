@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from rsmooth.dataset_info import TRAIN_SET_SIZE
+from rsmooth.html_page import escape, page
 from rsmooth.pipeline import (
     attack_groups,
     attack_settings,
@@ -273,7 +274,8 @@ class Plan:
 
     def html(self) -> str:
         """The plan for the report, a whole HTML page: the three tables and where the figures come from."""
-        parts = [f"<h2>Plan of {self.config_name}</h2>", f"<p>{_escape(self._summary())}</p>"]
+        page_title = f"Plan of {self.config_name}"
+        parts = [f"<h2>{escape(page_title)}</h2>", f"<p>{escape(self._summary())}</p>"]
         for title, rows in (
             ("Per stage", self.stages),
             ("Per experiment", self.experiments),
@@ -281,14 +283,9 @@ class Plan:
         ):
             parts += [f"<h3>{title}</h3>", _html_table(rows)]
         parts.append("<h3>Sources of the throughput figures</h3><ul>")
-        parts += [f"<li><b>{k}</b>: {_escape(v)}</li>" for k, v in SOURCES.items()]
+        parts += [f"<li><b>{k}</b>: {escape(v)}</li>" for k, v in SOURCES.items()]
         parts.append("</ul>")
-        title = _escape(f"Plan of {self.config_name}")
-        return (
-            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title></head><body>\n"
-            + "\n".join(parts)
-            + "\n</body></html>\n"
-        )
+        return page(page_title, "\n".join(parts))
 
     def _summary(self) -> str:
         return (
@@ -594,17 +591,13 @@ def _text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _html_table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{_escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
     )
-    return f'<table border="1"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def write_csv(plan: Plan, path: str | Path) -> None:

@@ -21,6 +21,7 @@ from rsmooth.analysis.efficiency import (
     rule_efficiency,
     train_images_per_epoch,
 )
+from rsmooth.html_page import write_page
 from rsmooth.io import atomic_open
 
 
@@ -79,17 +80,17 @@ def main(argv: list[str] | None = None) -> None:
         jobs.to_csv(handle, index=False)
     with atomic_open(args.output.with_suffix(".efficiency.csv")) as handle:
         efficiency.to_csv(handle, index=False)
-    with atomic_open(args.output) as handle:  # a whole page, as every other page of the report
-        handle.write(
-            "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Run times</title></head><body>\n"
-        )
-        handle.write("<h2>Run times per rule</h2>\n")
-        handle.write(totals.to_html(index=False, float_format="{:.1f}".format))
-        handle.write("\n<h2>Efficiency per rule</h2>\n")
-        handle.write(efficiency_html(efficiency))
-        handle.write("\n<h2>Run time of every job</h2>\n")
-        handle.write(jobs.to_html(index=False, float_format="{:.1f}".format))
-        handle.write("\n</body></html>\n")
+    body = "\n".join(
+        [
+            "<h2>Run times per rule</h2>",
+            totals.to_html(index=False, float_format="{:.1f}".format),
+            "<h2>Efficiency per rule</h2>",
+            efficiency_html(efficiency),
+            "<h2>Run time of every job</h2>",
+            jobs.to_html(index=False, float_format="{:.1f}".format),
+        ]
+    )
+    write_page(args.output, "Run times", body)  # a whole page, as every other page of the report
     print(f"{args.output}: {len(jobs)} jobs")
 
 

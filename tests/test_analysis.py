@@ -20,6 +20,8 @@ import pytest
 import rsmooth.analysis as A
 import rsmooth.analysis.figures as figures
 import rsmooth.analysis.provenance as prov_module
+from rsmooth.analysis.tables import write_html_page
+from rsmooth.html_page import STYLESHEET
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/cohen2019"
 needs_fixtures = pytest.mark.skipif(
@@ -485,6 +487,19 @@ def test_envelope_abstention_linf_and_acr_tables(small_logs):
     acr = A.acr_table(small_logs, [0.0, 0.5])
     assert acr.values.loc["σ = 0.50"].tolist() == ["0.450", "50.0", "50.0"]
     assert acr.best.loc["σ = 0.50", "ACR"] and not acr.best.loc["σ = 0.25", "ACR"]
+
+
+def test_table_pages_and_report_pages_share_the_one_skeleton_and_stylesheet(tmp_path, small_logs):
+    table_page = A.to_html(A.model_table(small_logs, [0.25]))
+    report_page = write_html_page(tmp_path / "p.html", "Scorecard", "<p>body</p>", {"seed": 0}).read_text()
+    for text in (table_page, report_page):
+        assert text.startswith('<!DOCTYPE html>\n<html lang="en">') and f"<style>{STYLESHEET}</style>" in text
+        assert text.endswith("</body>\n</html>\n")
+    assert table_page.count("<table") == 1 and "<h1>" not in table_page
+    body = (
+        "<h1>Scorecard</h1>\n<p>body</p>\n<footer><small>provenance: {&quot;seed&quot;: 0}</small></footer>"
+    )
+    assert f"<body>\n{body}\n</body>" in report_page
 
 
 def test_write_table_embeds_provenance_in_every_format(tmp_path, small_logs):

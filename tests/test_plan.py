@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rsmooth.html_page import STYLESHEET
 from rsmooth.plan import DEFAULT_THROUGHPUT, load_throughput, method_factor, plan_config, write_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,7 @@ def test_the_plan_of_a_small_config_is_the_cost_computed_by_hand(figures):
     # Disk: 12 bytes per parameter per model (model.pt and its resume file), 60 bytes per log row.
     assert plan.disk_gb == pytest.approx((2 * 12 * 1.73e6 + 2 * 100 * 60) / 1e9)
     assert "test GPU" in plan.text() and "test GPU" in plan.html()
+    assert f"<style>{STYLESHEET}</style>" in plan.html() and "<h2>Plan of " in plan.html()
 
 
 def test_method_factors_scale_attack_steps_and_noise_draws():

@@ -22,6 +22,7 @@ from rsmooth.analysis.efficiency import (
     train_images_per_epoch,
 )
 from rsmooth.errors import LogFormatError
+from rsmooth.html_page import STYLESHEET
 from rsmooth.logformat import (
     ATTACK_HEADER,
     CERTIFY_HEADER,
@@ -218,6 +219,7 @@ def test_the_script_writes_the_efficiency_section_and_csv(run):
     html = output.read_text()
     assert "Efficiency per rule" in html and "retries: time limit" in html
     assert "n/a" in html and "NA" not in html  # unknown work reads n/a, not pandas' <NA>
+    assert html.startswith("<!DOCTYPE html>") and f"<style>{STYLESHEET}</style>" in html
     efficiency = (run / "analysis" / "runtimes.efficiency.csv").read_text().splitlines()
     assert efficiency[0].startswith("rule,gpu,jobs,GPU-hours") and len(efficiency) == 1 + 4
     # The earlier command line (benchmarks and output only) still works: GPU-hours, no work, no retries.

@@ -7,8 +7,6 @@ frame that the CSV holds for users' own analysis. Renderers mark best cells in e
 
 from __future__ import annotations
 
-import html
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from rsmooth.analysis.metrics import (
 )
 from rsmooth.analysis.provenance import provenance_line
 from rsmooth.fastpath import DEFAULT_PRECISION, precision_note
+from rsmooth.html_page import escape, page, write_page
 from rsmooth.io import atomic_open
 
 MISSING = "–"
@@ -327,18 +326,10 @@ def to_latex(table: Table, provenance: Mapping[str, Any] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-_HTML_STYLE = (
-    "table.rsmooth{border-collapse:collapse;font-family:sans-serif;font-size:0.9em}"
-    "table.rsmooth th,table.rsmooth td{padding:0.25em 0.6em;border-bottom:1px solid #ccc;text-align:right}"
-    "table.rsmooth th[scope=row]{text-align:left}table.rsmooth td.best{font-weight:bold}"
-    "table.rsmooth .note{color:#666;font-size:0.85em}footer.provenance{font-size:0.8em;color:#555}"
-)
-
-
 def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragment: bool = False) -> str:
     """An HTML document (or only the ``<table>`` with ``fragment=True``); best cells have class ``best`` and
     are bold; provenance goes in a footer."""
-    esc = html.escape
+    esc = escape
     parts = ['<table class="rsmooth">']
     if table.caption:
         parts.append(f"<caption>{esc(table.caption)}</caption>")
@@ -367,11 +358,7 @@ def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragme
     body = "\n".join(parts) + ("\n" + footer if footer else "")
     if fragment:
         return body + "\n"
-    title = esc(table.caption or "rsmooth table")
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{title}</title>\n<style>{_HTML_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    return page(table.caption or "rsmooth table", body)
 
 
 def to_csv(table: Table, provenance: Mapping[str, Any] | None = None) -> str:
@@ -386,15 +373,7 @@ def write_html_page(
     path: str | os.PathLike, title: str, body: str, provenance: Mapping[str, Any] | None = None
 ) -> Path:
     """A standalone HTML page of the report: ``title`` as heading, ``body`` (HTML), the provenance in a footer."""
-    path = Path(path)
-    footer = html.escape(json.dumps(provenance or {}, sort_keys=True))
-    with atomic_open(path) as handle:
-        handle.write(
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}<footer><small>provenance: {footer}</small></footer>"
-            "</body></html>\n"
-        )
-    return path
+    return write_page(path, title, body, heading=True, provenance=provenance or {})
 
 
 RENDERERS = {"csv": to_csv, "md": to_markdown, "tex": to_latex, "html": to_html}
