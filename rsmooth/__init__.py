@@ -17,6 +17,7 @@ TORCH_FREE_MODULES: tuple[str, ...] = (
     "rsmooth.fastpath",
     "rsmooth.io",
     "rsmooth.html_page",
+    "rsmooth.validation",
     "rsmooth.logformat",
     "rsmooth.sequential",
     "rsmooth.analysis",

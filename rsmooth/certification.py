@@ -22,6 +22,7 @@ import torch
 from rsmooth.logformat import SEQUENTIAL_HEADER, format_row, format_sequential_row, write_log
 from rsmooth.sequential import DEFAULT_TEST, sequential_image_seed, sequential_test
 from rsmooth.smoothing import NOISE_SCHEME, Smooth, image_seed
+from rsmooth.validation import check_int, check_positive_int
 
 
 def select_indices(
@@ -38,10 +39,8 @@ def select_indices(
     set index, -1 for none); ``[start, stop)`` cuts a shard out of that selection by data set index. Unlike
     the reference, ``max_index`` also stops the loop when it is not a multiple of ``skip``.
     """
-    if skip < 1:
-        raise ValueError(f"skip must be >= 1, got {skip}")
-    if start < 0:
-        raise ValueError(f"start must be >= 0, got {start}")
+    check_positive_int(skip, "skip")
+    check_int(start, "start", 0)
     if start >= dataset_size or (stop is not None and stop <= start):
         # A job planned for a larger split than the one on disk would otherwise "succeed" with an empty log.
         shown = "end" if stop is None else stop

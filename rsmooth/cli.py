@@ -30,7 +30,7 @@ import torch
 from rsmooth import __version__
 from rsmooth.certification import select_indices
 from rsmooth.data import DATASETS, get_dataset, num_classes
-from rsmooth.errors import FileFormatError
+from rsmooth.errors import FileFormatError, SettingError
 from rsmooth.fastpath import AUTO_BATCH_START, DEFAULT_PRECISION, PRECISIONS, check_fast_path
 from rsmooth.logformat import read_partial_settings
 from rsmooth.models import NORMALIZATIONS, load_checkpoint
@@ -38,6 +38,7 @@ from rsmooth.models.architectures import classifier_name, default_num_classes
 from rsmooth.pipeline import DEFAULT_ANALYSIS_RADII
 from rsmooth.sequential import DEFAULT_TEST, TESTS, check_radii
 from rsmooth.smoothing import Smooth
+from rsmooth.validation import check_alpha, check_positive_int, check_sigma
 
 PROCEDURES = ("cohen", "sequential")
 AUTO = "auto"
@@ -91,21 +92,23 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_model_and_data_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Ranges of the options above; ``parser.error`` (exit 2) naming the first bad one."""
-    for name in (
+    """Ranges of the options above (:mod:`rsmooth.validation`'s rules); ``parser.error`` (exit 2) naming the
+    first bad one."""
+    counts = [
         "N",
         "skip",
         *(() if args.batch == AUTO else ("batch",)),
         *(("N0",) if hasattr(args, "N0") else ()),
-    ):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.images_per_call is not None and args.images_per_call < 1:
-        parser.error(f"--images-per-call must be a positive integer, got {args.images_per_call}")
-    if not (math.isfinite(args.sigma) and args.sigma > 0):
-        parser.error(f"--sigma must be positive, got {args.sigma}")
-    if not 0 < args.alpha < 0.5:
-        parser.error(f"--alpha must lie in (0, 0.5), got {args.alpha}")
+    ]
+    try:
+        for name in counts:
+            check_positive_int(getattr(args, name), f"--{name}")
+        if args.images_per_call is not None:
+            check_positive_int(args.images_per_call, "--images-per-call")
+        check_sigma(args.sigma, "--sigma")
+        check_alpha(args.alpha, "--alpha")
+    except SettingError as err:
+        parser.error(str(err))
     if args.max < -1:
         parser.error(f"--max must be >= -1, got {args.max}")
     if args.start < 0:

@@ -30,6 +30,7 @@ import torch
 from rsmooth import attacks
 from rsmooth.logformat import ATTACK_HEADER, format_attack_row, write_log
 from rsmooth.smoothing import NOISE_SCHEME, Smooth, image_seed
+from rsmooth.validation import check_sigma
 
 ATTACKS = ("pgd", "ddn", "pgd_stein")
 DDN_INIT_NORM = 1.0  # predict.py: --init-norm-DDN 256, divided by 256
@@ -86,8 +87,7 @@ def attack_smoothed(
     DDN may exceed ``eps`` by half a grey level per pixel, as in the reference (``rsmooth.attacks``).
     """
     check_attack(attack, eps=eps, steps=steps, num_noise=num_noise, base_attack=base_attack)
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma!r}")
+    check_sigma(sigma)
     if x.dim() != 4:
         raise ValueError(f"x must be a batch [B, C, H, W], got shape {tuple(x.shape)}")
     generators = list(generator) if isinstance(generator, Sequence) else None

@@ -53,6 +53,19 @@ class PaperDataError(FileFormatError):
     """A paper-number table (CSV) is unreadable or lacks its columns."""
 
 
+class SettingError(ValueError):
+    """A setting (command-line option, config value or argument of a public function) is outside what is allowed.
+
+    The message names the setting, what is allowed and the value given; ``name`` and ``value`` hold the last
+    two, so that a command line can report the option's own spelling.
+    """
+
+    def __init__(self, message: str, name: str, value: object) -> None:
+        super().__init__(message)
+        self.name = name
+        self.value = value
+
+
 def describe_exception(error: BaseException) -> str:
     """``"Type: first line of the message"``: enough to say what went wrong without a wall of text."""
     text = str(error).strip().splitlines()
@@ -66,6 +79,7 @@ __all__ = [
     "LogFormatError",
     "PaperDataError",
     "ResumeFileError",
+    "SettingError",
     "UntrustedCheckpointError",
     "describe_exception",
 ]

@@ -73,6 +73,8 @@ import numpy as np
 from scipy.special import betainc, betaln
 from scipy.stats import norm
 
+from rsmooth.validation import check_alpha, check_positive_int, check_sigma
+
 TESTS = ("mixture", "union")
 DEFAULT_TEST = "union"
 
@@ -175,8 +177,8 @@ class SequentialTest:
             raise ValueError(f"looks must be strictly increasing positive integers, got {looks.tolist()}")
         if int(looks[-1]) != self.n_max:
             raise ValueError(f"the last look must be n_max = {self.n_max}, got {int(looks[-1])}")
-        if not (0.0 < self.alpha < 0.5 and 0.0 < self.beta < 0.5):
-            raise ValueError(f"alpha and beta must lie in (0, 0.5), got {self.alpha!r}, {self.beta!r}")
+        check_alpha(self.alpha)
+        check_alpha(self.beta, "beta")
         critical = futile = None
         if self.method == "union":
             critical = calibrated_critical_values(self.thresholds, self.looks, self.alpha)
@@ -200,13 +202,9 @@ class SequentialTest:
         look_ratio: float | None = None,
         beta: float | None = None,
     ) -> SequentialTest:
+        # sigma is checked by thresholds_for, alpha and beta by the constructor (__post_init__).
         grid = check_radii(radii)
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-        if not (0.0 < alpha < 0.5):
-            raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}")
-        if isinstance(n_max, bool) or not isinstance(n_max, int | np.integer) or n_max < 1:
-            raise ValueError(f"n_max must be a positive integer, got {n_max!r}")
+        check_positive_int(n_max, "n_max")
         if method not in TESTS:
             raise ValueError(f"unknown sequential test {method!r}; known: {', '.join(TESTS)}")
         first = FIRST_LOOK[method] if first_look is None else first_look
@@ -215,8 +213,6 @@ class SequentialTest:
             raise ValueError(f"need first_look >= 1 and look_ratio > 1, got {first!r}, {ratio!r}")
         looks = look_schedule(int(n_max), int(first), float(ratio))
         beta = FUTILITY if beta is None else beta
-        if not (0.0 < beta < 0.5):
-            raise ValueError(f"beta must lie in (0, 0.5), got {beta!r}")
         thresholds = thresholds_for(grid, float(sigma))
         return cls(grid, float(sigma), thresholds, float(alpha), int(n_max), method, looks, float(beta))
 
@@ -328,8 +324,7 @@ class SequentialTest:
 def thresholds_for(radii: np.ndarray, sigma: float) -> np.ndarray:
     """``Phi(r / sigma)`` per grid radius; radii far beyond sigma give Phi = 1.0 in floating point, so they
     are kept just below 1 (never certified)."""
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    check_sigma(sigma)
     return np.minimum(norm.cdf(np.asarray(radii, dtype=np.float64) / sigma), np.nextafter(1.0, 0.0))
 
 

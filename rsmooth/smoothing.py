@@ -33,7 +33,6 @@ resume never mixes the two.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -45,6 +44,7 @@ from rsmooth import fastpath
 from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.logformat import ABSTAIN, NOT_LABEL  # -1: what PREDICT and CERTIFY return, as the logs record it
 from rsmooth.sequential import CONTINUE, DEFAULT_TEST, STOP_RULED_OUT, SequentialTest, sequential_test
+from rsmooth.validation import check_alpha, check_positive_int, check_sigma
 
 # Draws of noise per generator call: fixed, so that an image's noise does not depend on the batch size or the
 # other images. NOISE_SCHEME names this scheme in the logs' settings (a resume refuses another scheme).
@@ -60,7 +60,7 @@ def lower_confidence_bound(n_a: int, n: int, alpha: float) -> float:
     would be False and turn an abstention into a certificate).
     """
     _check_counts(n_a, n)
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if n_a == 0:
         return 0.0
     return float(proportion_confint(n_a, n, alpha=2 * alpha, method="beta")[0])
@@ -81,7 +81,7 @@ def certify_from_counts(top_class: int, n_a: int, n: int, alpha: float, sigma: f
 
 def predict_from_counts(counts: np.ndarray | Sequence[int], alpha: float) -> int:
     """The PREDICT decision: two-sided binomial test (p = 1/2) of the two largest vote counts."""
-    _check_alpha(alpha)
+    check_alpha(alpha)
     counts = np.asarray(counts)
     # Stable sort on the negated counts: the top class is the lowest index among ties, as numpy argmax.
     order = np.argsort(-counts, kind="stable")
@@ -123,8 +123,7 @@ class Smooth:
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes >= 2):
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+        check_sigma(sigma)
         self.base_classifier = base_classifier
         self.num_classes = num_classes
         self.sigma = float(sigma)
@@ -179,9 +178,9 @@ class Smooth:
         seeds: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
         """CERTIFY for each image of ``xs`` (``[K, C, H, W]``), one ``(class, radius)`` per image."""
-        _check_positive_int("n0", n0)
-        _check_positive_int("n", n)
-        _check_alpha(alpha)
+        check_positive_int(n0, "n0")
+        check_positive_int(n, "n")
+        check_alpha(alpha)
         generators = self._generators(xs, seeds)
         selection = self.sample_counts(xs, n0, batch_size, generators)
         estimation = self.sample_counts(xs, n, batch_size, generators)
@@ -201,8 +200,8 @@ class Smooth:
         seeds: Sequence[int] | None = None,
     ) -> list[int]:
         """PREDICT for each image of ``xs`` (``[K, C, H, W]``)."""
-        _check_positive_int("n", n)
-        _check_alpha(alpha)
+        check_positive_int(n, "n")
+        check_alpha(alpha)
         counts = self.sample_counts(xs, n, batch_size, self._generators(xs, seeds))
         return [predict_from_counts(row, alpha) for row in counts]
 
@@ -263,9 +262,8 @@ class Smooth:
         with ``seeds`` an image's result does not depend on the batch size or on the other images (up to
         batch-dependent rounding in the base classifier's kernels).
         """
-        _check_positive_int("batch_size", batch_size)
-        _check_positive_int("n0", n0)
-        _check_alpha(alpha)
+        check_positive_int(batch_size, "batch_size")
+        check_positive_int(n0, "n0")  # alpha and n_max: checked by the test built or matched below
         if xs.dim() != 4:
             raise ValueError(f"expected a batch of images [K, C, H, W], got shape {tuple(xs.shape)}")
         if labels is not None and len(labels) != xs.shape[0]:
@@ -353,7 +351,7 @@ class Smooth:
         Each image's noise is drawn in blocks of ``NOISE_BLOCK`` from its own generator (or the global one),
         whatever ``batch_size``; on CUDA, when ``num < batch_size``, several whole images share a forward pass.
         """
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int(batch_size, "batch_size")
         if xs.dim() != 4:
             raise ValueError(f"expected a batch of images [K, C, H, W], got shape {tuple(xs.shape)}")
         self.base_classifier.eval()
@@ -582,16 +580,6 @@ def image_seed(seed: int, index: int) -> int:
 def _check_image(x: torch.Tensor) -> None:
     if x.dim() != 3:
         raise ValueError(f"expected one image [C, H, W], got shape {tuple(x.shape)}")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _check_alpha(alpha: float) -> None:
-    if not (0.0 < alpha < 0.5):
-        raise ValueError(f"alpha must lie in (0, 0.5), got {alpha!r}")
 
 
 def _check_counts(n_a: int, n: int) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from rsmooth.data.pseudolabel import LABEL_MODES, check_merge_inputs, read_manifest, write_merged_trainset
+from rsmooth.errors import SettingError
+from rsmooth.validation import check_positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,8 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="allow a checkpoint that needs the full unpickler (it can run code: trusted files only)",
     )
     args = parser.parse_args(argv)
-    if args.batch < 1:
-        parser.error(f"--batch must be a positive integer, got {args.batch}")
+    try:
+        check_positive_int(args.batch, "--batch")
+    except SettingError as err:
+        parser.error(str(err))
     if args.outfile.is_dir():
         parser.error(f"outfile {args.outfile} is a directory")
     try:

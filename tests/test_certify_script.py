@@ -116,7 +116,7 @@ def test_released_checkpoint_needs_a_normalization(setup):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--sigma", "-0.5"), "--sigma must be positive, got -0.5"),
+        (("--sigma", "-0.5"), "--sigma must be a positive number, got -0.5"),
         (("--N", "0"), "--N must be a positive integer, got 0"),
         (("--alpha", "0.7"), "--alpha must lie in (0, 0.5), got 0.7"),
         (("--dataset", "svhn"), "invalid choice: 'svhn'"),
