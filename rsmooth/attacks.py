@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
-import operator
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rsmooth.validation import check_int, check_non_negative, check_positive_int
 
 __all__ = [
     "consistency_pgd",
@@ -74,7 +74,7 @@ def mean_softmax(logits: torch.Tensor, m: int) -> torch.Tensor:
     This is F̂ of SmoothMix and the soft smoothed classifier of SmoothAdv. It stays differentiable, so a trainer can
     use it on the logits of its own training forward pass.
     """
-    m = _check_int("m", m, minimum=1)
+    m = check_positive_int(m, "m")
     if logits.dim() != 2 or logits.shape[0] % m:
         raise ValueError(f"logits must have shape [B * m, K] with m = {m}, got {tuple(logits.shape)}")
     return F.softmax(logits, dim=1).view(-1, m, logits.shape[1]).mean(dim=1)
@@ -102,8 +102,8 @@ def smoothadv_pgd(
     along the per-example L2-normalized gradient, then clamps ``x + delta`` to [0, 1] and projects delta onto the
     L2 ball of radius ``eps``.
     """
-    eps = _check_eps(eps)
-    steps = _check_int("steps", steps, minimum=1)
+    eps = check_non_negative(eps, "eps")
+    steps = check_positive_int(steps, "steps")
     _check_inputs(x, y)
     _check_noise(noise, x)
     return _pgd(model, x, y, eps=eps, steps=steps, noise=noise)
@@ -114,8 +114,8 @@ def pgd_base(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
 
     Same step rule and projection as :func:`smoothadv_pgd` with m = 1 and zero noise (loss: cross-entropy).
     """
-    eps = _check_eps(eps)
-    steps = _check_int("steps", steps, minimum=1)
+    eps = check_non_negative(eps, "eps")
+    steps = check_positive_int(steps, "steps")
     _check_inputs(x, y)
     return _pgd(model, x, y, eps=eps, steps=steps, noise=None)
 
@@ -130,8 +130,8 @@ def smoothadv_pgd_stein(
     probability itself, not its log; ``1/sigma^2`` drops out in the normalization). Then the step, box clamp and
     projection of :func:`smoothadv_pgd`. The reference silently runs the gradient attack for m = 1; we refuse.
     """
-    eps = _check_eps(eps)
-    steps = _check_int("steps", steps, minimum=1)
+    eps = check_non_negative(eps, "eps")
+    steps = check_positive_int(steps, "steps")
     _check_inputs(x, y)
     _check_noise(noise, x)
     if noise.shape[1] < 2:
@@ -179,15 +179,15 @@ def smoothadv_ddn(
     (SmoothAdv training passes the current warm-up eps). See the module docstring for the lr schedule and the
     final quantization, which can exceed ``eps`` by up to half a level per changed coordinate.
     """
-    eps = _check_eps(eps)
-    steps = _check_int("steps", steps, minimum=1)
+    eps = check_non_negative(eps, "eps")
+    steps = check_positive_int(steps, "steps")
     _check_inputs(x, y)
     _check_noise(noise, x)
-    gamma = _check_real("gamma", gamma)
+    gamma = check_non_negative(gamma, "gamma")
     if gamma >= 1:
         raise ValueError(f"gamma must be a number in [0, 1), got {gamma!r}")
-    init_norm = _check_real("init_norm", init_norm)
-    levels = _check_int("levels", levels, minimum=2)
+    init_norm = check_non_negative(init_norm, "init_norm")
+    levels = check_int(levels, "levels", 2)
     if eps == 0:
         return x.detach().clone()
     scale = levels - 1
@@ -249,11 +249,11 @@ def smoothmix_pgd(
     onto the L2 ball of radius ``maxnorm_s`` around ``x`` (default ``alpha * mix_step``; the trainer scales it by the
     warm-up factor) and clamped to [0, 1]. A zero gradient gives a zero step, as in the official code.
     """
-    alpha = _check_real("alpha", alpha)
-    steps = _check_int("steps", steps, minimum=1)
-    mix_step = _check_int("mix_step", mix_step, minimum=0)
-    maxnorm_s = None if maxnorm_s is None else _check_real("maxnorm_s", maxnorm_s)
-    maxnorm = None if maxnorm is None else _check_real("maxnorm", maxnorm)
+    alpha = check_non_negative(alpha, "alpha")
+    steps = check_positive_int(steps, "steps")
+    mix_step = check_int(mix_step, "mix_step", 0)
+    maxnorm_s = None if maxnorm_s is None else check_non_negative(maxnorm_s, "maxnorm_s")
+    maxnorm = None if maxnorm is None else check_non_negative(maxnorm, "maxnorm")
     _check_inputs(x, y)
     _check_noise(noise, x)
     if maxnorm_s is None:
@@ -290,8 +290,8 @@ def consistency_pgd(
     ``adv - x`` down to ``eps`` and *then* clamping to [0, 1] (ball, then box: the opposite order of
     :func:`smoothadv_pgd`). A zero gradient gives a zero step, as in that code.
     """
-    eps = _check_eps(eps)
-    steps = _check_int("steps", steps, minimum=1)
+    eps = check_non_negative(eps, "eps")
+    steps = check_positive_int(steps, "steps")
     _check_inputs(x, y)
     _check_noise(noise, x)
     if eps == 0:
@@ -414,33 +414,6 @@ def _attack_mode(model: nn.Module) -> Iterator[None]:
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
     # Inference tensors (from an outer inference_mode) cannot join an autograd graph; copy them out.
     return tensor.clone() if tensor.is_inference() else tensor.detach()
-
-
-def _check_real(name: str, value: float) -> float:
-    """A finite real number >= 0 (numpy scalars included), as a Python float."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not (math.isfinite(value) and value >= 0)
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_eps(eps: float) -> float:
-    return _check_real("eps", eps)
-
-
-def _check_int(name: str, value: int, *, minimum: int) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -30,7 +30,7 @@ import torch
 from rsmooth import attacks
 from rsmooth.logformat import ATTACK_HEADER, format_attack_row, write_log
 from rsmooth.smoothing import NOISE_SCHEME, Smooth, image_seed
-from rsmooth.validation import check_sigma
+from rsmooth.validation import check_non_negative, check_positive_int, check_sigma
 
 ATTACKS = ("pgd", "ddn", "pgd_stein")
 DDN_INIT_NORM = 1.0  # predict.py: --init-norm-DDN 256, divided by 256
@@ -50,12 +50,9 @@ def check_attack(attack: str, *, eps: float, steps: int, num_noise: int, base_at
     """Raise ValueError naming the bad value; the edge check of the CLI, the config and the library."""
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; expected one of: {', '.join(ATTACKS)}")
-    if not (isinstance(eps, int | float) and eps >= 0):
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if isinstance(num_noise, bool) or not isinstance(num_noise, int) or num_noise < 1:
-        raise ValueError(f"num_noise (m_test) must be a positive integer, got {num_noise!r}")
+    check_non_negative(eps, "eps")
+    check_positive_int(steps, "steps")
+    check_positive_int(num_noise, "num_noise (m_test)")
     if attack == "pgd_stein" and base_attack:
         raise ValueError(
             "attack 'pgd_stein' cannot be a base attack: without noise its gradient estimate is zero"

@@ -149,7 +149,7 @@ def test_ddn_gamma_is_predict_pys():
         ({"attack": "fgsm"}, "unknown attack 'fgsm'"),
         ({"attack": "pgd_stein", "base_attack": True}, "cannot be a base attack"),
         ({"attack": "pgd_stein", "num_noise": 1}, "needs num_noise"),
-        ({"eps": -1.0}, "eps must be a number >= 0"),
+        ({"eps": -1.0}, "eps must be a finite number >= 0"),
         ({"steps": 0}, "steps must be a positive integer"),
     ],
 )
@@ -331,7 +331,7 @@ def test_a_partial_log_of_other_settings_is_refused(setup):
         (("--attack", "fgsm"), "invalid choice: 'fgsm'"),
         (("--attack", "pgd_stein", "--num-noise-vec", "1"), "needs num_noise (m_test) >= 2"),
         (("--attack", "pgd_stein", "--base-attack"), "cannot be a base attack"),
-        (("--eps", "-0.1"), "eps must be a number >= 0"),
+        (("--eps", "-0.1"), "eps must be a finite number >= 0"),
         (("--N", "0"), "--N must be a positive integer, got 0"),
         (("--alpha", "0.5"), "--alpha must lie in (0, 0.5), got 0.5"),
     ],
