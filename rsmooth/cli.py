@@ -38,7 +38,7 @@ from rsmooth.models.architectures import classifier_name, default_num_classes
 from rsmooth.pipeline import DEFAULT_ANALYSIS_RADII
 from rsmooth.sequential import DEFAULT_TEST, TESTS, check_radii
 from rsmooth.smoothing import Smooth
-from rsmooth.validation import check_alpha, check_positive_int, check_sigma
+from rsmooth.validation import check_alpha, check_int, check_positive_int, check_sigma
 
 PROCEDURES = ("cohen", "sequential")
 AUTO = "auto"
@@ -107,12 +107,11 @@ def check_model_and_data_arguments(parser: argparse.ArgumentParser, args: argpar
             check_positive_int(args.images_per_call, "--images-per-call")
         check_sigma(args.sigma, "--sigma")
         check_alpha(args.alpha, "--alpha")
+        check_int(args.start, "--start", 0)
     except SettingError as err:
         parser.error(str(err))
-    if args.max < -1:
+    if args.max < -1:  # -1: no limit, as in the reference
         parser.error(f"--max must be >= -1, got {args.max}")
-    if args.start < 0:
-        parser.error(f"--start must be >= 0, got {args.start}")
     if args.stop is not None and args.stop <= args.start:
         parser.error(f"--stop must be greater than --start ({args.start}), got {args.stop}")
     if args.arch is not None:
