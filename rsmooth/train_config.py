@@ -21,7 +21,8 @@ from typing import Any
 
 from rsmooth.dataset_info import DATASET_SPECS, DATASETS
 from rsmooth.fastpath import DEFAULT_PRECISION, PRECISIONS
-from rsmooth.train.methods import REGISTRY, Method, Option, get_method
+from rsmooth.options import Option
+from rsmooth.train.methods import REGISTRY, Method, get_method
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 ATTACKS = ("pgd", "ddn", "pgd_stein")
