@@ -10,7 +10,12 @@ A method is one subclass of :class:`Method` in its own module of this package. T
   is meaningful, ``chunked``: whether the batch is split into ``num_noise_vec`` chunks (then m must divide the
   batch size); ``noise_free``: whether sigma may be 0; ``attacking``: whether the epoch log reports an
   adversarial accuracy; ``lr_decay_offset``: the schedule timing of the code the method comes from;
-- ``check(config)``: its cross-field rules.
+- ``check(config)``: its cross-field rules;
+- its cost for the planner (``rsmooth.plan.method_factor``): ``training_cost(values)`` (the measured row that
+  applies, the noisy copies an SGD step trains on, the attack's forward-backward passes) and ``benchmarks``
+  (the rows of ``benchmarks/train_throughput.py`` measured for it: the planner's default factors);
+- its place in the papers' tables (``rsmooth.analysis``): ``envelope_group`` and ``paper_envelopes`` (the
+  envelope tables), ``paper_rows`` (the per-model tables, and how seeds combine there).
 
 An instance runs the method's training step on one loader batch (``step``), with the epoch's warm-ups
 (``set_epoch``) and the attack of the per-epoch adversarial evaluation (``evaluation_attack``).
