@@ -156,8 +156,7 @@ class _TrainConfigBase:
         if self.num_noise_vec > 1 and not cls.noise_draws:
             allowed = ", ".join(n for n, c in REGISTRY.items() if c.noise_draws)
             raise ValueError(f"num_noise_vec (m) > 1 applies to methods {allowed} only, not {self.method!r}")
-        chunked = cls.chunked or (self.method == "smoothadv" and self.num_noise_vec > 1)
-        if chunked and self.batch_size % self.num_noise_vec:
+        if cls.is_chunked(self) and self.batch_size % self.num_noise_vec:
             raise ValueError(
                 f"num_noise_vec (m) must divide batch_size: got m={self.num_noise_vec}, "
                 f"batch_size={self.batch_size} (the batch is split into m chunks of batch_size/m images)"

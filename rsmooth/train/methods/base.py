@@ -141,6 +141,11 @@ class Method:
         return cls.attacking
 
     @classmethod
+    def is_chunked(cls, config: TrainConfig) -> bool:
+        """Whether a batch of ``config`` is split into ``num_noise_vec`` chunks (then m must divide it)."""
+        return cls.chunked
+
+    @classmethod
     def id_head(cls, values: dict[str, Any]) -> str:
         return cls.name
 

@@ -94,6 +94,10 @@ class SmoothAdv(Method):
             )
 
     @classmethod
+    def is_chunked(cls, config: Any) -> bool:
+        return config.num_noise_vec > 1  # m chunks of B/m images, each with m draws (see step)
+
+    @classmethod
     def id_head(cls, values: dict[str, Any]) -> str:
         return f"smoothadv-{values['attack']}"
 
