@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from rsmooth import fastpath
 from rsmooth.data import get_dataset, num_classes
-from rsmooth.data.pseudolabel import load_merged_trainset
+from rsmooth.data.selftraining import load_merged_trainset
 from rsmooth.errors import ResumeFileError, describe_exception
 from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.io import atomic_open, atomic_torch_save
