@@ -13,6 +13,8 @@ Sigmas stay numbers and models are named by field: nothing is parsed back from a
 The mapping to the papers (:func:`paper_values`): each envelope group (:func:`method_group`) gives the
 envelope and l-inf rows of its paper table; a model trained from scratch and certified at its own sigma gives
 its per-model rows (SmoothAdv's per-model tables, SmoothMix's tables with the mean and spread over seeds).
+Each method's class says which (``envelope_group``, ``paper_envelopes``, ``paper_rows`` of
+``rsmooth.train.methods``); nothing here names a method.
 :func:`write_results` writes every table, the scorecard, the per-(model, sigma) table and the configuration
 page; nothing here imports matplotlib (the run's figures are :func:`rsmooth.analysis.figures.write_figures`).
 """
