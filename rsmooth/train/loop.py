@@ -183,8 +183,9 @@ def _prepare(
         precision=precision,
     )
     return _Run(
-        config, ddp, device, model, trained, normalization, optimizer, scheduler, scaler, step,
-        train_set, num_labelled, test_set, start_epoch, history,
+        config=config, ddp=ddp, device=device, model=model, trained=trained, normalization=normalization,
+        optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=step, train_set=train_set,
+        num_labelled=num_labelled, test_set=test_set, start_epoch=start_epoch, history=history,
     )  # fmt: skip
 
 
