@@ -9,6 +9,7 @@ it inside the function that uses it. ``tests/test_style.py`` checks the rule.
 __version__ = "0.1.0"
 
 TORCH_FREE_MODULES: tuple[str, ...] = (
+    "rsmooth.options",
     "rsmooth.pipeline",
     "rsmooth.plan",
     "rsmooth.train_config",

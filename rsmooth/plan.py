@@ -56,6 +56,7 @@ from rsmooth.pipeline import (
     pretrain_models,
     work_ranges,
 )
+from rsmooth.train.methods import benchmark_cost, benchmark_rows, default_method_factors, get_method
 
 __all__ = [
     "DEFAULT_THROUGHPUT",
@@ -67,6 +68,19 @@ __all__ = [
     "plan_config",
     "write_throughput",
 ]
+
+
+def _method_factor_sources() -> str:
+    """Where the default method factors come from: the methods' benchmark rows."""
+    rows = benchmark_rows()
+    lenet = [f"{b.label} {b.factor:g}" for _, b in rows.values() if b.measured]
+    resnet = [f"{b.label} {b.resnet_factor:g}" for _, b in rows.values() if b.resnet_factor is not None]
+    assumed = [f"{row} {b.factor:g} ({b.note})" for row, (_, b) in rows.items() if not b.measured]
+    return (
+        "benchmarks/train_throughput.py on CPU, image cost relative to Gaussian training: LeNet "
+        f"{', '.join(lenet)}; ResNet-110 {', '.join(resnet)}; not measured: {', '.join(assumed)}"
+    )
+
 
 # The GPU the default figures are for, and where each comes from.
 DEFAULT_GPU = "NVIDIA GTX 1080 Ti"
@@ -83,12 +97,7 @@ SOURCES = {
         "backward_cost forward passes (train rate = certify rate / backward_cost)"
     ),
     "backward_cost": "forward + backward = 3 forward passes (the usual rule of thumb for convolutional networks)",
-    "method_factors": (
-        "benchmarks/train_throughput.py on CPU, image cost relative to Gaussian training: LeNet gaussian 1.0, "
-        "smoothadv-pgd m1 (T 2) 2.8, smoothadv-pgd m4 multi (T 2) 12.9, smoothadv-ddn m1 (T 2) 2.8, pgd_noise (T 2) "
-        "2.8, smoothmix m2 (T 2) 7.4, stability 1.7, macer k16 20.3, consistency m2 1.8; ResNet-110 gaussian 1.0, "
-        "smoothadv-pgd m1 (T 2) 2.1"
-    ),
+    "method_factors": _method_factor_sources(),
     "sequential_saving": (
         "benchmarks/sequential_savings.py on the Cohen et al. CIFAR-10 logs (README): 10.6x fewer samples "
         "than CERTIFY with the union test, 8.0x with the mixture test"
@@ -118,23 +127,8 @@ class Throughput:
     # None: certify_samples_per_second / backward_cost, per architecture.
     train_images_per_second: Mapping[str, float] | None = None
     backward_cost: float = 3.0
-    method_factors: Mapping[str, float] = field(
-        default_factory=lambda: {
-            "gaussian": 1.0,
-            "standard": 1.0,
-            "smoothadv_pgd": 2.8,
-            "smoothadv_pgd_multi": 12.9,
-            "smoothadv_ddn": 2.8,
-            "pgd_noise": 2.8,
-            "pgd_vanilla": 2.8,  # not measured: PGD on the base classifier as pgd_noise
-            "smoothmix": 7.4,
-            "stability": 1.7,
-            "macer": 20.3,
-            "consistency": 1.8,
-            # ResNet family (cifar_resnet*, imagenet32_resnet110, resnet50): where measured
-            "resnet:smoothadv_pgd": 2.1,
-        }
-    )
+    # The methods' benchmark rows (rsmooth.train.methods.Benchmark); ResNet family as "resnet:<row>".
+    method_factors: Mapping[str, float] = field(default_factory=default_method_factors)
     sequential_saving: Mapping[str, float] = field(default_factory=lambda: {"union": 10.6, "mixture": 8.0})
     parameters: Mapping[str, float] = field(
         default_factory=lambda: {
@@ -176,70 +170,47 @@ class Throughput:
 
 DEFAULT_THROUGHPUT = Throughput()
 
-# A method's benchmarked setting: (attack steps T, noise draws m) of its benchmarks/train_throughput.py row.
-_BENCHMARKED = {
-    "smoothadv_pgd": (2, 1),
-    "smoothadv_pgd_multi": (2, 4),
-    "smoothadv_ddn": (2, 1),
-    "pgd_noise": (2, 1),
-    "pgd_vanilla": (2, 1),
-    "smoothmix": (2, 2),
-    "macer": (0, 16),
-    "consistency": (0, 2),
-}
+# The one attack row measured on a ResNet as well as on LeNet: an unmeasured ResNet attack row scales its
+# per-pass cost by this row's ResNet/LeNet ratio.
+_RESNET_REFERENCE_ROW = "smoothadv_pgd"
 
 
 def method_factor(values: Mapping[str, Any], throughput: Throughput = DEFAULT_THROUGHPUT) -> float:
     """The cost of one training image of the cell ``values`` (TrainConfig fields), relative to Gaussian training.
 
-    Methods with an attack cost ``copies + m * T * a``: ``copies`` is the number of noisy copies of an image the
-    SGD step trains on (``m`` for multi-noise SmoothAdv and SmoothMix, else 1), and ``m * T`` the attack's
-    forward-backward passes (``T`` for the base-classifier PGD methods, which draw no noise). The per-pass cost
-    ``a`` is solved from the benchmarked row (its ``T``, ``m``), so the row's own setting gets its measured
-    factor back. MACER and Consistency scale with their noise count ``m`` (k), Stability and Gaussian are fixed.
-    A ResNet-family architecture uses a ``resnet:<key>`` factor where one is given, else the LeNet one.
+    The method says what an image costs (:meth:`~rsmooth.train.methods.Method.training_cost`: the measured row
+    that applies, the noisy copies the SGD step trains on, the attack's forward-backward passes) and what its
+    benchmark row measured (:func:`~rsmooth.train.methods.benchmark_cost`). A row measured with an attack costs
+    ``copies + passes * a``, the per-pass cost ``a`` solved from the row's measured factor and setting, so the
+    row's own setting gets its measured factor back; a row measured without one scales with the copies (MACER's
+    and Consistency's m; Gaussian, Stability: one copy). A ResNet-family architecture uses a ``resnet:<row>``
+    factor where one is given, else the LeNet one (an attack's passes scaled by the ResNet/LeNet ratio of
+    :data:`_RESNET_REFERENCE_ROW`).
     """
-    method = values["method"]
-    m = int(values.get("num_noise_vec") or 1)
-    steps = int(values.get("steps") or 0)
-    multi = bool(values.get("multi_noise"))
-    key = method
-    if method == "smoothadv":
-        key = (
-            "smoothadv_ddn"
-            if values.get("attack") == "ddn"
-            else "smoothadv_pgd" + ("_multi" if multi else "")
-        )
+    cost = get_method(values["method"]).training_cost(values)
+    key = cost.row
     factors = throughput.method_factors
     if key not in factors:
         raise ValueError(f"throughput: no method factor for {key!r}; it has {', '.join(sorted(factors))}")
     resnet = "resnet" in str(values.get("arch", ""))
-    if key not in _BENCHMARKED:  # gaussian, standard, stability: one fixed cost per image
-        return float(factors.get(f"resnet:{key}", factors[key]) if resnet else factors[key])
-    _, m_b = _BENCHMARKED[key]
-    if method in ("macer", "consistency"):  # m (k) noisy copies of every image, no attack
-        return float(factors.get(f"resnet:{key}", factors[key]) if resnet else factors[key]) * m / m_b
+    measured = benchmark_cost(key)
+    if not measured.attack_passes:
+        factor = factors.get(f"resnet:{key}", factors[key]) if resnet else factors[key]
+        return float(factor) * cost.copies / measured.copies
     per_pass = _per_pass(factors, key)
     if resnet:
+        reference = _RESNET_REFERENCE_ROW
         if f"resnet:{key}" in factors:
             per_pass = _per_pass(factors, f"resnet:{key}")
-        elif "resnet:smoothadv_pgd" in factors:  # the ResNet/LeNet ratio of the one ResNet attack measured
-            per_pass *= _per_pass(factors, "resnet:smoothadv_pgd") / _per_pass(factors, "smoothadv_pgd")
-    base = method.startswith("pgd_")  # PGD on the base classifier: no noise draws in the attack
-    return _copies(method, multi, m) + (1 if base else m) * steps * per_pass
-
-
-def _copies(method: str, multi: bool, m: int) -> int:
-    """Noisy copies of an image that the SGD step trains on."""
-    return m if multi or method == "smoothmix" else 1
+        elif f"resnet:{reference}" in factors:
+            per_pass *= _per_pass(factors, f"resnet:{reference}") / _per_pass(factors, reference)
+    return cost.copies + cost.attack_passes * per_pass
 
 
 def _per_pass(factors: Mapping[str, float], key: str) -> float:
     """The cost of one attack forward-backward pass, solved from the benchmarked factor of ``key``."""
-    name = key.removeprefix("resnet:")
-    t_b, m_b = _BENCHMARKED[name]
-    draws = 1 if name.startswith("pgd_") else m_b
-    return (float(factors[key]) - _copies(name.split("_")[0], name.endswith("_multi"), m_b)) / (draws * t_b)
+    measured = benchmark_cost(key.removeprefix("resnet:"))
+    return (float(factors[key]) - measured.copies) / measured.attack_passes
 
 
 @dataclass

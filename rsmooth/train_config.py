@@ -21,7 +21,8 @@ from typing import Any
 
 from rsmooth.dataset_info import DATASET_SPECS, DATASETS
 from rsmooth.fastpath import DEFAULT_PRECISION, PRECISIONS
-from rsmooth.train.methods import REGISTRY, Method, Option, get_method
+from rsmooth.options import Option
+from rsmooth.train.methods import REGISTRY, Method, get_method
 
 METHODS: tuple[str, ...] = tuple(REGISTRY)
 ATTACKS = ("pgd", "ddn", "pgd_stein")
@@ -155,8 +156,7 @@ class _TrainConfigBase:
         if self.num_noise_vec > 1 and not cls.noise_draws:
             allowed = ", ".join(n for n, c in REGISTRY.items() if c.noise_draws)
             raise ValueError(f"num_noise_vec (m) > 1 applies to methods {allowed} only, not {self.method!r}")
-        chunked = cls.chunked or (self.method == "smoothadv" and self.num_noise_vec > 1)
-        if chunked and self.batch_size % self.num_noise_vec:
+        if cls.is_chunked(self) and self.batch_size % self.num_noise_vec:
             raise ValueError(
                 f"num_noise_vec (m) must divide batch_size: got m={self.num_noise_vec}, "
                 f"batch_size={self.batch_size} (the batch is split into m chunks of batch_size/m images)"

@@ -3,7 +3,7 @@
 
 ``--labels shipped`` keeps the pickle's own pseudo-labels (Carmon et al.'s ``extrapolated_targets``);
 ``--labels model`` relabels the clean TinyImages with the argmax of a standard CIFAR-10 classifier
-(``--checkpoint``). The manifest (see rsmooth.data.pseudolabel) holds indices and labels, not pixels, and is written
+(``--checkpoint``). The manifest (see rsmooth.data.manifest) holds indices and labels, not pixels, and is written
 atomically. Prints one summary line.
 
 Example:
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from rsmooth.data.pseudolabel import LABEL_MODES, check_merge_inputs, read_manifest, write_merged_trainset
+from rsmooth.data.manifest import LABEL_MODES, read_manifest
+from rsmooth.data.pseudolabel import check_merge_inputs, write_merged_trainset
 from rsmooth.errors import SettingError
 from rsmooth.validation import check_positive_int
 

@@ -1,4 +1,5 @@
-"""Self-training manifest (rsmooth.data.pseudolabel, scripts/pseudolabel.py) on generated CIFAR-10 / TinyImages."""
+"""Pseudo-labels, the self-training manifest and set (rsmooth.data.pseudolabel, .manifest, .selftraining;
+scripts/pseudolabel.py) on generated CIFAR-10 / TinyImages."""
 
 from __future__ import annotations
 
@@ -205,7 +206,7 @@ def test_bad_inputs_fail_before_any_loading_or_hashing(setup, tmp_path, monkeypa
     def expensive(*args, **kwargs):
         raise AssertionError("expensive work started before the inputs were checked")
 
-    monkeypatch.setattr(pl, "_file_sha256", expensive)
+    monkeypatch.setattr(pl, "file_sha256", expensive)
     monkeypatch.setattr(pl, "load_cifar10", expensive)
     monkeypatch.setattr(pl, "predict_labels", expensive)
     out = tmp_path / "m.npz"

@@ -33,8 +33,9 @@ from rsmooth.data.cifar10 import cifar10_files, load_cifar10
 from rsmooth.data.errors import DatasetFormatError
 from rsmooth.data.imagenet import load_image
 from rsmooth.data.imagenet32 import imagenet32_files, load_imagenet32
+from rsmooth.data.manifest import read_manifest
 from rsmooth.data.mnist import MNIST_RAW_FILES, load_mnist, mnist_raw_dir
-from rsmooth.data.pseudolabel import read_manifest, write_merged_trainset
+from rsmooth.data.pseudolabel import write_merged_trainset
 from rsmooth.data.tinyimages import load_tinyimages, tinyimages_path
 from rsmooth.errors import (
     CheckpointError,

@@ -29,6 +29,7 @@ from rsmooth.analysis.metrics import (
 )
 from rsmooth.analysis.tables import Table
 from rsmooth.errors import PaperDataError, describe_exception
+from rsmooth.train.methods import EACH_MODEL, SEED_MEAN, get_method
 
 KEY_COLUMNS = ("dataset", "method", "setting", "sigma", "metric", "radius")
 METRICS = (
@@ -331,77 +332,16 @@ def linf_cells(
 
 # ------------------------------------------------------------------- SmoothMix's tables: models and seeds
 
-# The SmoothAdv model that SmoothMix's tables compare with (appendix C.2: T = 10, eps = 1.0, m = 4 on MNIST
-# and 8 on CIFAR-10; on ImageNet the T = 1 PGD models of config/imagenet_smoothmix.yaml).
-_SMOOTHMIX_SMOOTHADV = {
-    "mnist": lambda t: (t["steps"], t["eps"], t["num_noise_vec"]) == (10, 1.0, 4),
-    "cifar10": lambda t: (t["steps"], t["eps"], t["num_noise_vec"], t["multi_noise"]) == (10, 1.0, 8, True),
-    "imagenet": lambda t: (t["steps"], t["num_noise_vec"], t["eps"]) == (1, 1, 2 * t["sigma"]),
-}
-
-
-# SmoothMix's MNIST models (EXPERIMENTS.MD): m 4, alpha 1.0 and T by (sigma, eta).
-_MNIST_SMOOTHMIX_STEPS = {
-    (0.25, 1.0): 3,
-    (0.25, 5.0): 2,
-    (0.5, 1.0): 4,
-    (0.5, 5.0): 4,
-    (1.0, 1.0): 8,
-    (1.0, 5.0): 8,
-}
-
 
 def smoothmix_keys(dataset: str, train: dict) -> list[tuple[str, str, bool]]:
     """``(method, setting, over_seeds)`` under which SmoothMix's tables hold a model trained from scratch
     with ``train`` (TrainConfig values) on ``dataset``; ``over_seeds``: the table reports the mean and
     standard deviation over seeds of this model (MNIST Tables 4-5), else the seed-0 model (the ablations).
 
-    Gaussian, Stability, MACER and Consistency rows are one model per sigma (setting ""); SmoothMix's are
-    ``eta=<eta>[ one-step]`` on MNIST and ``""`` / ``one-step`` elsewhere (``mix_step`` 1 is the one-step
-    adversary); the MNIST ablations at sigma 1.0 vary one value around alpha 1, T 8, m 4, eta 1, mix_step 0.
+    The method decides (:meth:`~rsmooth.train.methods.Method.paper_rows`, its rows of seed-combined tables).
     """
-    method = train["method"]
-    mnist = dataset == "mnist"
-    if method in ("gaussian", "stability", "macer") or (
-        method == "consistency" and not train["adv_training"]
-    ):
-        return [(method, "", mnist)]
-    if method == "smoothadv":
-        chosen = _SMOOTHMIX_SMOOTHADV.get(dataset)
-        ok = train["attack"] == "pgd" and chosen is not None and chosen(train)
-        return [("smoothadv", "", mnist)] if ok else []
-    if method != "smoothmix":
-        return []
-    one_step = " one-step" if train["mix_step"] else ""
-    if not mnist:
-        return [("smoothmix", one_step.strip(), False)]
-    alpha, steps, m = train["smoothmix_alpha"], train["steps"], train["num_noise_vec"]
-    eta, bound = train["smoothmix_eta"], train["smoothmix_maxnorm"]
-    keys = []
-    if (alpha, m, bound) == (1.0, 4, None) and _MNIST_SMOOTHMIX_STEPS.get((train["sigma"], eta)) == steps:
-        keys.append(("smoothmix", f"eta={eta:g}{one_step}", True))
-    if train["sigma"] != 1.0 or train["mix_step"] or train["seed"] != 0:
-        return keys
-    centre = {
-        "alpha": alpha == 1.0,
-        "steps": steps == 8,
-        "m": m == 4,
-        "eta": eta == 1.0,
-        "bound": bound is None,
-    }
-
-    def others(*free: str) -> bool:
-        return all(ok for name, ok in centre.items() if name not in free)
-
-    if others("eta"):
-        keys.append(("smoothmix", f"ablation eta={eta:g}", False))
-    if others("alpha", "steps") and alpha * steps == 8:
-        keys.append(("smoothmix", f"ablation alpha={alpha:g} T={steps}", False))
-    if others("bound"):
-        keys.append(("smoothmix", f"ablation eps={'inf' if bound is None else format(bound, 'g')}", False))
-    if others("m"):
-        keys.append(("smoothmix", f"ablation m={m}", False))
-    return keys
+    rows = get_method(train["method"]).paper_rows(dataset, train)
+    return [(r.method, r.setting, r.seeds == SEED_MEAN) for r in rows if r.seeds != EACH_MODEL]
 
 
 def seed_summary(frames: list[pd.DataFrame]) -> pd.DataFrame:

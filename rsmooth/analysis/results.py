@@ -13,6 +13,8 @@ Sigmas stay numbers and models are named by field: nothing is parsed back from a
 The mapping to the papers (:func:`paper_values`): each envelope group (:func:`method_group`) gives the
 envelope and l-inf rows of its paper table; a model trained from scratch and certified at its own sigma gives
 its per-model rows (SmoothAdv's per-model tables, SmoothMix's tables with the mean and spread over seeds).
+Each method's class says which (``envelope_group``, ``paper_envelopes``, ``paper_rows`` of
+``rsmooth.train.methods``); nothing here names a method.
 :func:`write_results` writes every table, the scorecard, the per-(model, sigma) table and the configuration
 page; nothing here imports matplotlib (the run's figures are :func:`rsmooth.analysis.figures.write_figures`).
 """
@@ -44,12 +46,10 @@ from rsmooth.analysis.paper import (
     linf_cells,
     load_paper_numbers,
     model_cells,
-    model_setting,
     scorecard,
     scorecard_summary,
     scorecard_table,
     seed_summary,
-    smoothmix_keys,
 )
 from rsmooth.analysis.provenance import collect_provenance
 from rsmooth.analysis.tables import (
@@ -69,18 +69,12 @@ from rsmooth.analysis.tables import (
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import GridModel, format_value
-from rsmooth.train.methods import get_method
+from rsmooth.train.methods import EACH_MODEL, REGISTRY, SEED_MEAN, get_method
 
 TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
 
-# Envelope groups under the paper's (method, setting) key.
-_PAPER_GROUPS = {
-    "gaussian": ("gaussian", "envelope"),
-    "smoothadv": ("smoothadv", "envelope"),
-    "smoothadv+pretraining": ("smoothadv", "envelope+pretraining"),
-    "smoothadv+self-training": ("smoothadv", "envelope+self-training"),
-    "smoothadv+pretraining+self-training": ("smoothadv", "envelope+pretraining+self-training"),
-}
+# Envelope groups under the paper's (method, setting) key: each method's paper_envelopes, registry order.
+_PAPER_GROUPS = {group: key for cls in REGISTRY.values() for group, key in cls.paper_envelopes.items()}
 
 
 @dataclass(frozen=True)
@@ -120,16 +114,8 @@ def logs_by_name(certifications: Sequence[Certification]) -> Logs:
 
 
 def method_group(model: GridModel) -> str:
-    """The family a model belongs to, as the papers' envelope tables group them."""
-    method = model.train["method"]
-    if method == "smoothadv":
-        extras = [
-            name
-            for name, on in (("pretraining", model.pretrain), ("self-training", model.self_training))
-            if on
-        ]
-        return "+".join(["smoothadv", *extras])
-    return get_method(method).group
+    """The family a model belongs to, as the papers' envelope tables group them (the method decides)."""
+    return get_method(model.train["method"]).envelope_group(bool(model.pretrain), bool(model.self_training))
 
 
 def by_group(certifications: Sequence[Certification]) -> dict[str, Logs]:
@@ -166,22 +152,21 @@ def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: 
         train = c.model.train
         if not c.model.from_scratch or c.sigma != train["sigma"]:
             continue  # the per-model tables hold models trained from scratch and certified at their own sigma
-        if train["method"] == "smoothadv":
-            setting = model_setting(train["steps"], train["num_noise_vec"], train["eps"])
-            frames.append(
-                model_cells(
-                    c.log, [0.0, *radii], dataset=dataset, method=f"smoothadv_{train['attack']}",
-                    setting=setting, sigma=c.sigma, acr=acr,
-                )
-            )  # fmt: skip
-        # SmoothMix's tables: one model per (method, setting, sigma), the mean and std over its seeds.
-        for method, setting, over_seeds in smoothmix_keys(dataset, train):
-            if over_seeds or train["seed"] == 0:
-                models = smoothmix[(method, setting, c.sigma)]
+        for row in get_method(train["method"]).paper_rows(dataset, train):
+            if row.seeds == EACH_MODEL:  # SmoothAdv's per-model tables: every model a row of its own
+                frames.append(
+                    model_cells(
+                        c.log, [0.0, *radii], dataset=dataset, method=row.method, setting=row.setting,
+                        sigma=c.sigma, acr=acr,
+                    )
+                )  # fmt: skip
+            # SmoothMix's tables: one model per (method, setting, sigma), the mean and std over its seeds.
+            elif row.seeds == SEED_MEAN or train["seed"] == 0:
+                models = smoothmix[(row.method, row.setting, c.sigma)]
                 if train["seed"] in models:
                     raise ValueError(
-                        f"two models of seed {train['seed']} for SmoothMix's {method} {setting!r} at sigma "
-                        f"{format_value(c.sigma)}: {models[train['seed']].name} and {c.name}"
+                        f"two models of seed {train['seed']} for SmoothMix's {row.method} {row.setting!r} at "
+                        f"sigma {format_value(c.sigma)}: {models[train['seed']].name} and {c.name}"
                     )
                 models[train["seed"]] = c
     for (method, setting, sigma), by_seed in smoothmix.items():

@@ -15,15 +15,9 @@ formats):
 
 from rsmooth.data.cifar10 import download_cifar10, verify_cifar10
 from rsmooth.data.errors import DatasetFormatError, DatasetIntegrityError, DatasetNotFoundError
+from rsmooth.data.manifest import LABEL_ORIGINS, ManifestError, read_manifest
 from rsmooth.data.mnist import download_mnist
-from rsmooth.data.pseudolabel import (
-    LABEL_ORIGINS,
-    ManifestError,
-    load_merged_trainset,
-    predict_labels,
-    read_manifest,
-    write_merged_trainset,
-)
+from rsmooth.data.pseudolabel import predict_labels, write_merged_trainset
 from rsmooth.data.registry import (
     DATASETS,
     REFERENCE_SUBSAMPLE_SKIP,
@@ -32,6 +26,7 @@ from rsmooth.data.registry import (
     input_shape,
     num_classes,
 )
+from rsmooth.data.selftraining import load_merged_trainset
 from rsmooth.data.synthetic import (
     class_prototypes,
     write_synthetic_cifar10,

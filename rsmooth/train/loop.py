@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from rsmooth import fastpath
 from rsmooth.data import get_dataset, num_classes
-from rsmooth.data.pseudolabel import load_merged_trainset
+from rsmooth.data.selftraining import load_merged_trainset
 from rsmooth.errors import ResumeFileError, describe_exception
 from rsmooth.fastpath import DEFAULT_PRECISION, check_fast_path
 from rsmooth.io import atomic_open, atomic_torch_save
@@ -77,6 +77,27 @@ def default_log_path(output: Path) -> Path:
     return output.with_name(output.name + ".log.tsv")
 
 
+@dataclass
+class _Run:
+    """What the epochs of one training run work on, as :func:`_prepare` builds it."""
+
+    config: TrainConfig
+    ddp: Distributed
+    device: torch.device
+    model: nn.Module  # the bare model: evaluated and saved
+    trained: nn.Module  # the model the steps train (DistributedDataParallel over several processes)
+    normalization: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    step: MethodStep
+    train_set: Dataset
+    num_labelled: int
+    test_set: Dataset
+    start_epoch: int
+    history: list[dict[str, float]]
+
+
 def train(
     config: TrainConfig,
     output: str | os.PathLike,
@@ -104,115 +125,13 @@ def train(
     ddp = Distributed.from_env()
     if config.batch_size % ddp.world_size:
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the {ddp.world_size} processes")
-    device = _setup_device(ddp, device)
-    use_cuda = device.type == "cuda"
+    torch_device = _setup_device(ddp, device)
     try:
-        check_fast_path(device.type, precision=config.precision, channels_last=config.channels_last)
-        train_set, num_labelled, test_set = _datasets(config, Path(data_root))
-        model, normalization = _build_model(config, device)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        # StepLR stepped after each epoch gives lr0 * gamma^floor(epoch / step), Cohen's and Salman's schedule;
-        # with lr_decay_offset k it is first stepped after epoch k, so every decay comes k epochs late (the
-        # SmoothMix repository's scheduler.step(epoch) after the epoch: k = 1).
-        scheduler: torch.optim.lr_scheduler.LRScheduler = (
-            torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
-            if config.lr_step_size
-            else torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        )
-        # bf16 has float32's exponent range and needs no scaler; fp16 (amp) does.
-        precision = ("fp16" if use_cuda else DEFAULT_PRECISION) if config.amp else config.precision
-        scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda)
-        start_epoch, history = 0, []
-        if resume_path.exists():
-            start_epoch, history = _load_resume(resume_path, config, model, optimizer, scheduler, scaler)
-            if ddp.is_main:
-                print(
-                    f"resuming from {resume_path}: {start_epoch} of {config.epochs} epochs done",
-                    file=sys.stderr,
-                )
-        trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
-        autocast = (
-            (lambda: fastpath.autocast(precision, device.type))
-            if precision != DEFAULT_PRECISION
-            else contextlib.nullcontext
-        )
-        step = MethodStep(
-            config,
-            trained,
-            optimizer,
-            scaler,
-            autocast=autocast,
-            memory_format=memory_format,
-            precision=precision,
-        )
-
-        for epoch in range(start_epoch, config.epochs):
-            began = time.time()
-            _seed_epoch(config.seed, epoch, ddp.rank)
-            step.set_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = _train_epoch(
-                step, trained, train_set, num_labelled, config, epoch, ddp, device, progress
-            )
-            if epoch >= config.decay_offset:
-                scheduler.step()
-            if ddp.is_main:
-                test_loss, test_acc, test_adv = evaluate(
-                    model, test_set, config, step.eps, device, attacker=step.evaluation_attack
-                )
-                history.append(
-                    dict(
-                        zip(
-                            LOG_COLUMNS,
-                            (
-                                epoch + 1,
-                                time.time() - began,
-                                lr,
-                                train_loss,
-                                train_acc,
-                                test_loss,
-                                test_acc,
-                                test_adv,
-                            ),
-                            strict=True,
-                        )
-                    )
-                )
-                _write_log(log_path, history)
-                atomic_torch_save(
-                    {
-                        "epoch": epoch + 1,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "history": history,
-                        "config": config.to_dict(),
-                        "rng": _rng_states(),
-                    },
-                    resume_path,
-                )
-            if ddp.world_size > 1:
-                dist.barrier()
-
+        run = _prepare(config, ddp, torch_device, Path(data_root), resume_path)
+        for epoch in range(run.start_epoch, config.epochs):
+            _run_epoch(run, epoch, log_path, resume_path, progress)
         if ddp.is_main:
-            save_checkpoint(
-                output,
-                model,
-                arch=config.arch,
-                epoch=config.epochs,
-                normalization=normalization,
-                dataset=config.dataset,
-                num_classes=num_classes(config.dataset),
-                sigma=config.sigma,
-                optimizer_state=optimizer.state_dict(),
-                config=config.to_dict(),
-                history=history,
-            )
+            _save_final(run, output)
             resume_path.unlink(missing_ok=True)
         if ddp.world_size > 1:
             dist.barrier()
@@ -220,6 +139,124 @@ def train(
         if ddp.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return output
+
+
+def _prepare(
+    config: TrainConfig, ddp: Distributed, device: torch.device, data_root: Path, resume_path: Path
+) -> _Run:
+    """Data, model, optimiser, schedule and the method's step; the state of the last finished epoch when
+    ``resume_path`` exists."""
+    use_cuda = device.type == "cuda"
+    check_fast_path(device.type, precision=config.precision, channels_last=config.channels_last)
+    train_set, num_labelled, test_set = _datasets(config, data_root)
+    model, normalization = _build_model(config, device)
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = _lr_schedule(config, optimizer)
+    # bf16 has float32's exponent range and needs no scaler; fp16 (amp) does.
+    precision = ("fp16" if use_cuda else DEFAULT_PRECISION) if config.amp else config.precision
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and use_cuda)
+    start_epoch, history = 0, []
+    if resume_path.exists():
+        start_epoch, history = _load_resume(resume_path, config, model, optimizer, scheduler, scaler)
+        if ddp.is_main:
+            print(
+                f"resuming from {resume_path}: {start_epoch} of {config.epochs} epochs done",
+                file=sys.stderr,
+            )
+    trained = nn.parallel.DistributedDataParallel(model) if ddp.world_size > 1 else model
+    autocast = (
+        (lambda: fastpath.autocast(precision, device.type))
+        if precision != DEFAULT_PRECISION
+        else contextlib.nullcontext
+    )
+    step = MethodStep(
+        config,
+        trained,
+        optimizer,
+        scaler,
+        autocast=autocast,
+        memory_format=memory_format,
+        precision=precision,
+    )
+    return _Run(
+        config=config, ddp=ddp, device=device, model=model, trained=trained, normalization=normalization,
+        optimizer=optimizer, scheduler=scheduler, scaler=scaler, step=step, train_set=train_set,
+        num_labelled=num_labelled, test_set=test_set, start_epoch=start_epoch, history=history,
+    )  # fmt: skip
+
+
+def _lr_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """StepLR stepped after each epoch gives lr0 * gamma^floor(epoch / step), Cohen's and Salman's schedule;
+    with lr_decay_offset k it is first stepped after epoch k (:func:`_run_epoch`), so every decay comes k
+    epochs late (the SmoothMix repository's scheduler.step(epoch) after the epoch: k = 1). lr_step_size 0:
+    constant."""
+    if config.lr_step_size:
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step_size, config.lr_gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _run_epoch(run: _Run, epoch: int, log_path: Path, resume_path: Path, progress: bool | None) -> None:
+    """One epoch: seeded from (seed, epoch, rank), trained, the lr stepped; then, on rank 0, evaluated, logged
+    and written to the resume file."""
+    config, ddp = run.config, run.ddp
+    began = time.time()
+    _seed_epoch(config.seed, epoch, ddp.rank)
+    run.step.set_epoch(epoch)
+    lr = run.optimizer.param_groups[0]["lr"]
+    train_loss, train_acc = _train_epoch(
+        run.step, run.trained, run.train_set, run.num_labelled, config, epoch, ddp, run.device, progress
+    )
+    if epoch >= config.decay_offset:
+        run.scheduler.step()
+    if ddp.is_main:
+        test_loss, test_acc, test_adv = evaluate(
+            run.model, run.test_set, config, run.step.eps, run.device, attacker=run.step.evaluation_attack
+        )
+        row = (epoch + 1, time.time() - began, lr, train_loss, train_acc, test_loss, test_acc, test_adv)
+        run.history.append(dict(zip(LOG_COLUMNS, row, strict=True)))
+        _write_log(log_path, run.history)
+        _save_resume(run, epoch + 1, resume_path)
+    if ddp.world_size > 1:
+        dist.barrier()
+
+
+def _save_resume(run: _Run, epochs_done: int, path: Path) -> None:
+    atomic_torch_save(
+        {
+            "epoch": epochs_done,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "history": run.history,
+            "config": run.config.to_dict(),
+            "rng": _rng_states(),
+        },
+        path,
+    )
+
+
+def _save_final(run: _Run, output: Path) -> None:
+    config = run.config
+    save_checkpoint(
+        output,
+        run.model,
+        arch=config.arch,
+        epoch=config.epochs,
+        normalization=run.normalization,
+        dataset=config.dataset,
+        num_classes=num_classes(config.dataset),
+        sigma=config.sigma,
+        optimizer_state=run.optimizer.state_dict(),
+        config=config.to_dict(),
+        history=run.history,
+    )
 
 
 def _setup_device(ddp: Distributed, device: str | None) -> torch.device:

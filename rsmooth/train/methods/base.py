@@ -10,7 +10,12 @@ A method is one subclass of :class:`Method` in its own module of this package. T
   is meaningful, ``chunked``: whether the batch is split into ``num_noise_vec`` chunks (then m must divide the
   batch size); ``noise_free``: whether sigma may be 0; ``attacking``: whether the epoch log reports an
   adversarial accuracy; ``lr_decay_offset``: the schedule timing of the code the method comes from;
-- ``check(config)``: its cross-field rules.
+- ``check(config)``: its cross-field rules;
+- its cost for the planner (``rsmooth.plan.method_factor``): ``training_cost(values)`` (the measured row that
+  applies, the noisy copies an SGD step trains on, the attack's forward-backward passes) and ``benchmarks``
+  (the rows of ``benchmarks/train_throughput.py`` measured for it: the planner's default factors);
+- its place in the papers' tables (``rsmooth.analysis``): ``envelope_group`` and ``paper_envelopes`` (the
+  envelope tables), ``paper_rows`` (the per-model tables, and how seeds combine there).
 
 An instance runs the method's training step on one loader batch (``step``), with the epoch's warm-ups
 (``set_epoch``) and the attack of the per-epoch adversarial evaluation (``evaluation_attack``).
@@ -22,10 +27,11 @@ the class attributes only, and must not import torch (the rule: ``rsmooth.TORCH_
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from rsmooth.options import Option
 
 if TYPE_CHECKING:
     from rsmooth.train_config import TrainConfig
@@ -34,75 +40,62 @@ StepStats = tuple[float, int, int]
 
 
 @dataclass(frozen=True)
-class Option:
-    """One training hyper-parameter: a ``TrainConfig`` field, a ``--flag`` of ``scripts/train.py`` and an
-    entry of the config schema's training section, all generated from this.
+class TrainingCost:
+    """What one training image of a config costs, in the terms of the planner's measured factors
+    (``rsmooth.plan.method_factor``): ``row`` names the measured factor that applies (a key of
+    ``method_factors``), ``copies`` the noisy copies of the image the SGD step trains on, ``attack_passes`` the
+    forward-backward passes of the training attack (``m * T`` for an attack on the smoothed classifier)."""
 
-    ``kind`` is ``int``, ``float``, ``str`` or ``bool``; ``nullable`` allows ``None``. Bounds: ``minimum``
-    (inclusive), ``above`` (exclusive minimum), ``below`` (exclusive maximum), or ``choices``. ``short`` is the
-    name in cell ids. An ``exclusive`` option has a value only in its own method's configs (``None``
-    elsewhere, and setting it for another method is an error); the options of the first methods are carried
-    by every config, so that the ids and command lines of existing models stay as they were.
-    """
+    row: str
+    copies: int = 1
+    attack_passes: int = 0
 
-    name: str
-    kind: type
-    default: Any
-    help: str = ""
-    minimum: float | None = None
-    above: float | None = None
-    below: float | None = None
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
-    short: str | None = None
-    exclusive: bool = False
 
-    def check(self, value: Any) -> None:
-        """Raise ``ValueError`` naming the value and what is allowed."""
-        if value is None and self.nullable:
-            return
-        name = self.name
-        if self.choices is not None:
-            if value not in self.choices:
-                raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(self.choices)}")
-            return
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be true or false, got {value!r}")
-            return
-        if self.kind is str:
-            if not isinstance(value, str):
-                raise ValueError(f"{name} must be a string, got {value!r}")
-            return
-        if self.kind is int:
-            ok = not isinstance(value, bool) and isinstance(value, int)
-            what = "a positive integer" if self.minimum == 1 else "a non-negative integer"
-        else:
-            ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-            what = "a non-negative number" if self.above is None else "a positive number"
-        if self.below is not None:
-            if not (ok and self.above < value < self.below):
-                raise ValueError(f"{name} must lie in ({self.above:g}, {self.below:g}), got {value!r}")
-            return
-        if not ok or (self.minimum is not None and value < self.minimum):
-            raise ValueError(f"{name} must be {what}, got {value!r}")
-        if self.above is not None and not value > self.above:
-            raise ValueError(f"{name} must be {what}, got {value!r}")
+@dataclass(frozen=True)
+class Benchmark:
+    """One row of ``benchmarks/train_throughput.py`` (``label`` there): the TrainConfig ``settings`` it ran and
+    the cost of one training image relative to Gaussian training that it measured, on LeNet (``factor``) and
+    on a ResNet where measured (``resnet_factor``). ``measured`` False marks a factor assumed, not measured
+    (``note`` says from what). These are the planner's default ``method_factors``."""
 
-    def schema(self) -> dict[str, Any]:
-        """The JSON-schema entry with the bounds of :meth:`check`."""
-        if self.choices is not None:
-            entry: dict[str, Any] = {"enum": [*self.choices, *([None] if self.nullable else [])]}
-            return entry
-        kind = {int: "integer", float: "number", bool: "boolean", str: "string"}[self.kind]
-        entry = {"type": [kind, "null"] if self.nullable else kind}
-        if self.minimum is not None:
-            entry["minimum"] = self.minimum
-        if self.above is not None:
-            entry["exclusiveMinimum"] = self.above
-        if self.below is not None:
-            entry["exclusiveMaximum"] = self.below
-        return entry
+    label: str
+    factor: float
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    resnet_factor: float | None = None
+    measured: bool = True
+    note: str = ""
+
+
+# How a paper table holds a model (PaperRow.seeds): each model is its own row (SmoothAdv's per-model tables),
+# the row is the mean and std over the model's seeds, or only the seed-0 model counts (SmoothMix's ablations).
+EACH_MODEL, SEED_MEAN, SEED_ZERO = "each model", "seed mean", "seed 0"
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """A row of a paper's per-model table that holds a model: its ``(method, setting)`` key in
+    ``data/paper_numbers.csv`` (``rsmooth.analysis.paper``) and how seeds combine (``seeds``: one of
+    :data:`EACH_MODEL`, :data:`SEED_MEAN`, :data:`SEED_ZERO`)."""
+
+    method: str
+    setting: str
+    seeds: str
+
+
+def one_model_per_sigma(method: str, dataset: str) -> PaperRow:
+    """SmoothMix's tables hold one model per sigma of a method (setting ""): on MNIST the mean and std
+    over its seeds (Tables 4-5), elsewhere the seed-0 model."""
+    return PaperRow(method, "", SEED_MEAN if dataset == "mnist" else SEED_ZERO)
+
+
+def noise_count(values: Mapping[str, Any]) -> int:
+    """m of TrainConfig values (1 when absent or None)."""
+    return int(values.get("num_noise_vec") or 1)
+
+
+def attack_steps(values: Mapping[str, Any]) -> int:
+    """T of TrainConfig values (0 when absent or None)."""
+    return int(values.get("steps") or 0)
 
 
 def warmup_factor(epoch: int, warmup: int) -> float:
@@ -133,6 +126,10 @@ class Method:
     noise_free: ClassVar[bool] = False
     attacking: ClassVar[bool] = False
     lr_decay_offset: ClassVar[int] = 0
+    # The planner: the benchmark rows measured for this method (their names are method_factors keys).
+    benchmarks: ClassVar[dict[str, Benchmark]] = {}
+    # The papers' envelope tables: envelope group -> its (method, setting) key in the paper data.
+    paper_envelopes: ClassVar[dict[str, tuple[str, str]]] = {}
 
     @classmethod
     def check(cls, config: TrainConfig) -> None:
@@ -144,12 +141,34 @@ class Method:
         return cls.attacking
 
     @classmethod
+    def is_chunked(cls, config: TrainConfig) -> bool:
+        """Whether a batch of ``config`` is split into ``num_noise_vec`` chunks (then m must divide it)."""
+        return cls.chunked
+
+    @classmethod
     def id_head(cls, values: dict[str, Any]) -> str:
         return cls.name
 
     @classmethod
     def id_fields(cls, values: dict[str, Any]) -> tuple[str, ...]:
         return cls.identity
+
+    @classmethod
+    def training_cost(cls, values: Mapping[str, Any]) -> TrainingCost:
+        """The cost of one training image of the cell ``values`` (TrainConfig fields; absent ones count as
+        m 1, T 0, no multi-noise): one clean or noisy copy, no attack, under the row named as the method."""
+        return TrainingCost(cls.name)
+
+    @classmethod
+    def envelope_group(cls, pretrained: bool, self_trained: bool) -> str:
+        """The family whose envelope a model joins in the aggregation's tables (``rsmooth.analysis``)."""
+        return cls.group
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        """The rows of the papers' per-model tables that a model trained from scratch with ``train``
+        (TrainConfig values) on ``dataset`` and certified at its own sigma fills; none by default."""
+        return []
 
     def __new__(cls, config: TrainConfig, *args: Any, **kwargs: Any) -> Method:
         if cls is Method:

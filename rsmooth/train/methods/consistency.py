@@ -19,9 +19,20 @@ split that m does not divide uses near-equal chunks where the reference drops th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, Option, StepStats, add_stats
+from rsmooth.train.methods.base import (
+    Benchmark,
+    Method,
+    Option,
+    PaperRow,
+    StepStats,
+    TrainingCost,
+    add_stats,
+    noise_count,
+    one_model_per_sigma,
+)
 
 _PROB_FLOOR = 1e-20  # consistency.py clamps pbar before the log of the entropy
 
@@ -54,6 +65,19 @@ class Consistency(Method):
     noise_draws = True
     chunked = True
     lr_decay_offset = 1  # scheduler.step(epoch) after the epoch, as every SmoothMix-repository script
+    benchmarks: ClassVar[dict[str, Benchmark]] = {
+        "consistency": Benchmark("consistency-m2", 1.8, {"num_noise_vec": 2})
+    }
+
+    @classmethod
+    def training_cost(cls, values: Mapping[str, Any]) -> TrainingCost:
+        # m noisy copies. The attack of adv_training is not counted (the planner never has counted it).
+        return TrainingCost(cls.name, copies=noise_count(values))
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        # SmoothMix's tables hold Consistency without the attack only.
+        return [] if train["adv_training"] else [one_model_per_sigma(cls.name, dataset)]
 
     @classmethod
     def is_attacking(cls, config: Any) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, StepStats
+from rsmooth.train.methods.base import Benchmark, Method, PaperRow, StepStats, one_model_per_sigma
 
 
 class Gaussian(Method):
@@ -12,6 +13,12 @@ class Gaussian(Method):
     display = "Gaussian"
     group = "gaussian"
     summary = "Gaussian augmentation (Cohen et al. 2019)"
+    benchmarks: ClassVar[dict[str, Benchmark]] = {"gaussian": Benchmark("gaussian", 1.0)}
+    paper_envelopes: ClassVar[dict[str, tuple[str, str]]] = {"gaussian": ("gaussian", "envelope")}
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        return [one_model_per_sigma(cls.name, dataset)]
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         import torch

@@ -19,9 +19,19 @@ learning rate: epochs ``< lr_step_size + lr decay offset``. With the SmoothMix r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, Option, StepStats
+from rsmooth.train.methods.base import (
+    Benchmark,
+    Method,
+    Option,
+    PaperRow,
+    StepStats,
+    TrainingCost,
+    noise_count,
+    one_model_per_sigma,
+)
 
 _LOG_EPSILON = 1e-10  # macer.py adds it to the mean softmax before the log
 
@@ -75,6 +85,17 @@ class Macer(Method):
     identity = ("sigma", "num_noise_vec", "macer_lambda", "macer_gamma", "macer_beta", "macer_deferred")
     noise_draws = True
     lr_decay_offset = 1  # scheduler.step(epoch) after the epoch, as every SmoothMix-repository script
+    benchmarks: ClassVar[dict[str, Benchmark]] = {
+        "macer": Benchmark("macer-k16", 20.3, {"num_noise_vec": 16})
+    }
+
+    @classmethod
+    def training_cost(cls, values: Mapping[str, Any]) -> TrainingCost:
+        return TrainingCost(cls.name, copies=noise_count(values))  # k noisy copies, one forward pass
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        return [one_model_per_sigma(cls.name, dataset)]
 
     @classmethod
     def check(cls, config: Any) -> None:

@@ -3,9 +3,10 @@ training on ``x_adv`` (vanilla) or ``x_adv + noise`` (noise)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, StepStats
+from rsmooth.train.methods.base import Benchmark, Method, StepStats, TrainingCost, attack_steps
 
 
 class PGDVanilla(Method):
@@ -17,6 +18,16 @@ class PGDVanilla(Method):
     noise_free = True
     attacking = True
     with_noise = False
+    benchmarks: ClassVar[dict[str, Benchmark]] = {
+        "pgd_vanilla": Benchmark(
+            "pgd_noise", 2.8, {"steps": 2}, measured=False, note="PGD on the base classifier as pgd_noise"
+        ),
+    }
+
+    @classmethod
+    def training_cost(cls, values: Mapping[str, Any]) -> TrainingCost:
+        # PGD on the base classifier: T passes, no noise draws; one copy trained.
+        return TrainingCost(cls.name, copies=1, attack_passes=attack_steps(values))
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         import torch
@@ -42,3 +53,4 @@ class PGDNoise(PGDVanilla):
     identity = ("sigma", "eps", "steps")
     noise_free = False
     with_noise = True
+    benchmarks: ClassVar[dict[str, Benchmark]] = {"pgd_noise": Benchmark("pgd_noise", 2.8, {"steps": 2})}

@@ -17,9 +17,32 @@ not divide); the m noise tensors are drawn as one ``[B, m, ...]`` tensor (the sa
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, Option, StepStats, add_stats
+from rsmooth.train.methods.base import (
+    SEED_MEAN,
+    SEED_ZERO,
+    Benchmark,
+    Method,
+    Option,
+    PaperRow,
+    StepStats,
+    TrainingCost,
+    add_stats,
+    attack_steps,
+    noise_count,
+)
+
+# SmoothMix's MNIST models (EXPERIMENTS.MD): m 4, alpha 1.0 and T by (sigma, eta).
+_MNIST_SMOOTHMIX_STEPS = {
+    (0.25, 1.0): 3,
+    (0.25, 5.0): 2,
+    (0.5, 1.0): 4,
+    (0.5, 5.0): 4,
+    (1.0, 1.0): 8,
+    (1.0, 5.0): 8,
+}
 
 
 def smoothmix_mixup(x_init: Any, x_adv: Any, soft_clean: Any, lam: Any = None) -> tuple[Any, Any, Any]:
@@ -74,6 +97,51 @@ class SmoothMix(Method):
     chunked = True
     attacking = True
     lr_decay_offset = 1  # the official train.py steps the scheduler after the epoch (facts, section 0)
+    benchmarks: ClassVar[dict[str, Benchmark]] = {
+        "smoothmix": Benchmark("smoothmix-m2", 7.4, {"steps": 2, "num_noise_vec": 2, "mix_step": 1})
+    }
+
+    @classmethod
+    def training_cost(cls, values: Mapping[str, Any]) -> TrainingCost:
+        m = noise_count(values)  # the adversary's m draws x T passes; the step trains on the m copies
+        return TrainingCost(cls.name, copies=m, attack_passes=m * attack_steps(values))
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        """SmoothMix's rows: ``eta=<eta>[ one-step]`` on MNIST (mean over seeds) and ``""`` / ``one-step``
+        elsewhere (``mix_step`` 1 is the one-step adversary); the MNIST ablations at sigma 1.0 (seed 0) vary one
+        value around alpha 1, T 8, m 4, eta 1, mix_step 0."""
+        one_step = " one-step" if train["mix_step"] else ""
+        if dataset != "mnist":
+            return [PaperRow(cls.name, one_step.strip(), SEED_ZERO)]
+        alpha, steps, m = train["smoothmix_alpha"], train["steps"], train["num_noise_vec"]
+        eta, bound = train["smoothmix_eta"], train["smoothmix_maxnorm"]
+        rows = []
+        if (alpha, m, bound) == (1.0, 4, None) and _MNIST_SMOOTHMIX_STEPS.get((train["sigma"], eta)) == steps:
+            rows.append(PaperRow(cls.name, f"eta={eta:g}{one_step}", SEED_MEAN))
+        if train["sigma"] != 1.0 or train["mix_step"] or train["seed"] != 0:
+            return rows
+        centre = {
+            "alpha": alpha == 1.0,
+            "steps": steps == 8,
+            "m": m == 4,
+            "eta": eta == 1.0,
+            "bound": bound is None,
+        }
+
+        def others(*free: str) -> bool:
+            return all(ok for name, ok in centre.items() if name not in free)
+
+        ablations = []
+        if others("eta"):
+            ablations.append(f"ablation eta={eta:g}")
+        if others("alpha", "steps") and alpha * steps == 8:
+            ablations.append(f"ablation alpha={alpha:g} T={steps}")
+        if others("bound"):
+            ablations.append(f"ablation eps={'inf' if bound is None else format(bound, 'g')}")
+        if others("m"):
+            ablations.append(f"ablation m={m}")
+        return rows + [PaperRow(cls.name, setting, SEED_ZERO) for setting in ablations]
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         import torch.nn.functional as F

@@ -9,9 +9,10 @@ term also trains the clean branch.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, Option, StepStats
+from rsmooth.train.methods.base import Benchmark, Method, Option, PaperRow, StepStats, one_model_per_sigma
 
 
 def stability_loss(clean_logits: Any, noisy_logits: Any, y: Any, lbd: float) -> Any:
@@ -32,6 +33,11 @@ class Stability(Method):
     )  # fmt: skip
     identity = ("sigma", "stability_lambda")
     lr_decay_offset = 1  # scheduler.step(epoch) after the epoch, as every SmoothMix-repository script
+    benchmarks: ClassVar[dict[str, Benchmark]] = {"stability": Benchmark("stability", 1.7)}
+
+    @classmethod
+    def paper_rows(cls, dataset: str, train: Mapping[str, Any]) -> list[PaperRow]:
+        return [one_model_per_sigma(cls.name, dataset)]
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         import torch

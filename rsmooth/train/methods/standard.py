@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Method, StepStats
+from rsmooth.train.methods.base import Benchmark, Method, StepStats
 
 
 class Standard(Method):
@@ -14,6 +14,9 @@ class Standard(Method):
     summary = "cross-entropy on clean inputs"
     identity = ()
     noise_free = True
+    benchmarks: ClassVar[dict[str, Benchmark]] = {
+        "standard": Benchmark("gaussian", 1.0, measured=False, note="a clean step costs a noisy one")
+    }
 
     def step(self, x: Any, y: Any, weight: float) -> StepStats:
         return self.fit(x, y, weight)
