@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
+# The README's demo commands; the demo fixture runs exactly these (tests/test_readme.py holds the README to
+# them), each in the fixture's own directory.
+DEMO_COMMANDS = (
+    "snakemake --cores 2 --configfile config/demo.yaml",
+    "snakemake --configfile config/demo.yaml --report report.html",
+)
 
 
 def snakemake(*args: str, cwd: Path = ROOT, timeout: int = 900) -> str:
@@ -120,12 +127,18 @@ def decoded_report(report: Path) -> str:
     return "\n".join(parts)
 
 
+def demo_arguments(command: str, workdir: Path) -> list[str]:
+    """A README demo command's arguments for a run in workdir (its config file by absolute path)."""
+    arguments = shlex.split(command)[1:]
+    at = arguments.index("--configfile") + 1
+    arguments[at] = str(ROOT / arguments[at])
+    return [*arguments, "--directory", str(workdir)]
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("demo")
-    output = snakemake(
-        "--cores", "2", "--configfile", str(ROOT / "config" / "demo.yaml"), "--directory", str(workdir)
-    )
+    output = snakemake(*demo_arguments(DEMO_COMMANDS[0], workdir))
     return workdir, output
 
 
@@ -139,14 +152,7 @@ def test_demo_runs_every_stage_and_builds_the_report(demo_run):
     header = cells[0].split(",")
     clean = [float(row.split(",")[header.index("clean accuracy")]) for row in cells[1:]]
     assert max(clean) > 0.4
-    snakemake(
-        "--configfile",
-        str(ROOT / "config" / "demo.yaml"),
-        "--directory",
-        str(workdir),
-        "--report",
-        "report.html",
-    )
+    snakemake(*demo_arguments(DEMO_COMMANDS[1], workdir))
     report = decoded_report(workdir / "report.html")
     for needle in ("Best model per radius", "Scorecard: this run beside the papers", "Per-cell results", "Run times per rule", "config_hash", "smoothadv"):  # fmt: skip
         assert needle in report, needle
