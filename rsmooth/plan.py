@@ -99,7 +99,7 @@ SOURCES = {
     "backward_cost": "forward + backward = 3 forward passes (the usual rule of thumb for convolutional networks)",
     "method_factors": _method_factor_sources(),
     "sequential_saving": (
-        "benchmarks/sequential_savings.py on the Cohen et al. CIFAR-10 logs (README): 10.6x fewer samples "
+        "benchmarks/sequential_savings.py on the Cohen et al. CIFAR-10 logs (docs/benchmarks.md): 10.6x fewer samples "
         "than CERTIFY with the union test, 8.0x with the mixture test"
     ),
     "parameters": "counted from rsmooth.models (cifar_resnet110 1.73 M, as He et al. 2016; resnet50 25.6 M)",

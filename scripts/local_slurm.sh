@@ -8,7 +8,7 @@
 # /dev/null and /dev/zero: jobs asking for --gpus=1 are scheduled, but there is no CUDA device). It
 # advertises 16 CPUs and 64 GB (SlurmdParameters=config_overrides) so that the profile's requests fit as
 # written; jobs really share this machine's cores. There is no accounting database, so Snakemake must poll
-# job states with squeue: add `--slurm-status-command squeue` (see README, "SLURM on this machine").
+# job states with squeue: add `--slurm-status-command squeue` (see docs/pipeline.md, "SLURM on one machine").
 # Every daemon listens on 127.0.0.1 only. Needs root; no systemd (daemons are started directly).
 set -euo pipefail
 

@@ -25,7 +25,7 @@ from rsmooth.models import get_architecture, load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "local_slurm.sh"
-# The test cluster has no accounting database: job states come from squeue (README, "SLURM on this
+# The test cluster has no accounting database: job states come from squeue (docs/pipeline.md, "SLURM on one
 # machine"). Fast polling only shortens the test.
 SNAKEMAKE_SLURM = [
     "timeout", "-k", "10", "1500", sys.executable, "-m", "snakemake", "--profile", "slurm",

@@ -275,7 +275,7 @@ def test_damaged_file_raises_typed_error_naming_it(tmp_path, reader, kind):
     reader.read(path)  # the intact file reads
     if reader.name == "train config" and kind == "cut@0.97":
         # This cut lands inside the last value: `lr: 0.1` becomes `lr: 0`, a valid config. YAML has no end
-        # marker and hand-written files need not end with a newline, so no reader can tell (README, Trust).
+        # marker and hand-written files need not end with a newline, so no reader can tell (docs/trust.md).
         pytest.skip("undetectable: a YAML file cut inside its last value is a valid YAML file")
     _damage(path, kind, reader, marker)
     before = _listing(folder)

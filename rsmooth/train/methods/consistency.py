@@ -14,7 +14,7 @@ The loader batch is split into m chunks of B/m images, one optimizer step per ch
 
 Decision: m defaults to 2 for this method. The official default ``--num-noise-vec 1`` makes the KL term
 identically 0 (only eta * entropy remains); every released command passes m >= 2. As for SmoothMix, a chunk
-split that m does not divide uses near-equal chunks where the reference drops the remainder (README).
+split that m does not divide uses near-equal chunks where the reference drops the remainder (docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ The learning rate decays one epoch late, as the official ``train.py`` steps its 
 (``lr_decay_offset`` 1; rsmooth decayed on time before). ``smoothmix_maxnorm_s`` is the official
 ``--maxnorm_s``: the L2 bound of ``x_init`` instead of ``alpha * mix_step``, scaled by the same warm-up factor.
 
-Deviations (README): the chunks are near-equal ``tensor_split`` pieces where the official
+Deviations (docs/decisions.md): the chunks are near-equal ``tensor_split`` pieces where the official
 ``_chunk_minibatch`` drops the last ``len(batch) % m`` images (only a last batch or a DDP slice that m does
 not divide); the m noise tensors are drawn as one ``[B, m, ...]`` tensor (the same stream as the reference's m
 ``[B, ...]`` draws, assigned to other copies).
