@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from rsmooth.fastpath import fast_path_arguments
 from rsmooth.dataset_info import DATASET_SPECS, dataset_spec, evaluation_split_size_on_disk
+from rsmooth.fastpath import fast_path_arguments
 from rsmooth.train.methods import get_method
 from rsmooth.train_config import (
     OMITTED_AT_DEFAULT,

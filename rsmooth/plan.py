@@ -364,7 +364,9 @@ def plan_config(
     )
 
 
-def _train_seconds(config: dict, values: Mapping[str, Any], t: Throughput, self_training: bool = False) -> float:
+def _train_seconds(
+    config: dict, values: Mapping[str, Any], t: Throughput, self_training: bool = False
+) -> float:
     images = images_per_epoch(config, values["dataset"], self_training)
     return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
 
@@ -403,7 +405,9 @@ def _plan_training(config: dict, models: dict, t: Throughput, tally: _Tally) -> 
     return seconds
 
 
-def _plan_certification(config: dict, models: dict, t: Throughput, tally: _Tally) -> tuple[str, dict[str, float]]:
+def _plan_certification(
+    config: dict, models: dict, t: Throughput, tally: _Tally
+) -> tuple[str, dict[str, float]]:
     """Both procedures' stages (the configured one counts in the rule's total); the configured procedure and
     the GPU-seconds of each model's certification."""
     certify = config["certify"]
@@ -452,7 +456,9 @@ def _attacks(config: dict, models: dict, t: Throughput) -> tuple[int, float, int
     # Explicit targets: every eps; envelope groups: one (model, sigma) per group and eps, chosen after
     # certification; its architecture and data set are taken as the group's first member's.
     targets = [mid for mid, _ in explicit_attack_targets(config, models) for _ in range(eps)]
-    targets += [members[0][0] for members in attack_groups(config, models).values() if members for _ in range(eps)]
+    targets += [
+        members[0][0] for members in attack_groups(config, models).values() if members for _ in range(eps)
+    ]
     steps, skip = int(empirical["steps"]), int(empirical["skip"])
     seconds, jobs, images = 0.0, 0, 0
     for mid in targets:
@@ -494,7 +500,9 @@ def _per_experiment(
         entry = per_experiment[model.experiments[0]]
         entry[0] += 1
         entry[1] += train_seconds[model.id] + certify_seconds.get(model.id, 0.0)
-    return [{"experiment": e, "models": int(c), "gpu_hours": s / 3600} for e, (c, s) in per_experiment.items()]
+    return [
+        {"experiment": e, "models": int(c), "gpu_hours": s / 3600} for e, (c, s) in per_experiment.items()
+    ]
 
 
 # -- throughput files ------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ images per epoch."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from rsmooth.analysis.efficiency import (
     train_images_per_epoch,
 )
 from rsmooth.io import atomic_open
+from rsmooth.pipeline import load_config
 
 
 def collect(root: Path) -> pd.DataFrame:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]
     if args.plan:
         totals = beside_plan(totals, pd.read_csv(args.plan))
-    config = json.loads(args.config.read_text()) if args.config else {}
+    config = load_config(args.config) if args.config else {}
     efficiency = rule_efficiency(
         args.benchmarks,
         args.results,

@@ -107,12 +107,18 @@ def test_the_library_defaults_agree_with_the_schema():
     from rsmooth.sequential import DEFAULT_TEST
 
     assert schema_default("analysis", "radii") == DEFAULT_ANALYSIS_RADII
-    assert schema_default("certify", "precision") == DEFAULT_PRECISION == schema_default("empirical", "precision")
+    assert (
+        schema_default("certify", "precision")
+        == DEFAULT_PRECISION
+        == schema_default("empirical", "precision")
+    )
     assert schema_default("certify", "test") == DEFAULT_TEST
     parser = argparse.ArgumentParser()
     add_model_and_data_arguments(parser)
     add_certify_arguments(parser)
-    certify = parser.parse_args(["out.tsv", "--checkpoint", "m.pt", "--dataset", "cifar10", "--sigma", "0.25"])
+    certify = parser.parse_args(
+        ["out.tsv", "--checkpoint", "m.pt", "--dataset", "cifar10", "--sigma", "0.25"]
+    )
     assert certify.batch == AUTO == schema_default("certify", "batch")
     attack = argparse.ArgumentParser()
     add_model_and_data_arguments(attack)
@@ -189,4 +195,9 @@ def test_attack_runs_are_the_explicit_targets_then_the_chosen_envelope_targets()
     ]
     assert runs[-1]["log"] == f"results/attack/{adv}/sigma-0.25/pgd_m-4_n-10/eps-0.5.tsv"
     assert runs[-1]["certify_log"] == f"results/certify/{adv}/sigma-0.25.tsv"
-    assert (runs[-1]["attack"], runs[-1]["base_attack"], runs[-1]["num_noise"], runs[-1]["n"]) == ("pgd", False, 4, 10)
+    assert (runs[-1]["attack"], runs[-1]["base_attack"], runs[-1]["num_noise"], runs[-1]["n"]) == (
+        "pgd",
+        False,
+        4,
+        10,
+    )

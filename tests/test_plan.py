@@ -249,7 +249,9 @@ def test_the_plan_of_a_partial_override_is_the_paper_plan_with_the_override(tmp_
     assert rules["certify"]["jobs"] == 900 + 15 * 10
     assert changed["certify"]["jobs"] == 900 * 2 + 15 * 40
     assert changed["certify"]["gpu_hours"] == pytest.approx(rules["certify"]["gpu_hours"])
-    assert {r: changed[r] for r in changed if r != "certify"} == {r: rules[r] for r in rules if r != "certify"}
+    assert {r: changed[r] for r in changed if r != "certify"} == {
+        r: rules[r] for r in rules if r != "certify"
+    }
     # The paper's attacks: 874 jobs, 666 GPU-hours (not the 17,480 jobs of a skip of 1).
     assert rules["attack"]["jobs"] == 874 and rules["attack"]["gpu_hours"] == pytest.approx(666.4, abs=0.1)
 

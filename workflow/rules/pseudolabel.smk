@@ -15,9 +15,7 @@ rule train_standard_model:
     resources:
         gpu=1,
     params:
-        args=lambda wc: train_arguments(
-            {**config["training"], **config["pseudo_labels"]["standard_model"]}
-        ),
+        args=lambda wc: train_arguments({**config["training"], **config["pseudo_labels"]["standard_model"]}),
         script=script("train.py"),
         root=lambda wc, input: data_root(input.data),
     shell:
