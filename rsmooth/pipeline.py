@@ -66,7 +66,12 @@ ATTACK_SHARD = "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{
 
 
 class ConfigError(ValueError):
-    """A pipeline config the schema rejects; the message names the file(s), the key and what is allowed."""
+    """A pipeline config the schema rejects; the message names the file(s), the key and what is allowed.
+    ``path`` is the bad key's path in the config (empty for the top level, or a file that cannot be read)."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 # -- loading: the merge rule, the schema, every default --------------------------------------------------------
@@ -109,7 +114,7 @@ def load_config(*files: str | Path, base: str | Path = PAPER_CONFIG) -> dict[str
     try:
         return complete_config(read_config_files(*files), base)
     except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where}: {err}", err.path) from None
 
 
 def complete_config(given: Mapping[str, Any], base: str | Path = PAPER_CONFIG) -> dict[str, Any]:
@@ -145,8 +150,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     config = copy.deepcopy(dict(config))
     error = next(iter(_schema_validator().iter_errors(config)), None)
     if error is not None:
-        key = ".".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{key}: {error.message}")
+        path = tuple(error.absolute_path)
+        key = ".".join(str(part) for part in path) or "(top level)"
+        raise ConfigError(f"{key}: {error.message}", path)
     return config
 
 
