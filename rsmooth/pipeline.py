@@ -206,7 +206,7 @@ def model_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[st
     parts += [f"{_short(name)}-{format_value(values[name])}" for name in identity]
     if values.get("multi_noise"):
         parts.append("multi")
-    if values.get("self_training_weight", 1.0) != 1.0 or "selftrain" in markers:
+    if values["self_training_weight"] != 1.0 or "selftrain" in markers:
         parts.append(f"stweight-{format_value(values['self_training_weight'])}")
     shown = {"method", "attack", "multi_noise", "self_training_weight", *identity}
     parts += [
