@@ -40,7 +40,7 @@ rule attack:
     benchmark:
         "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
     wildcard_constraints:
-        model=one_of(WHOLE_RUN_MODELS),
+        model=one_of(WHOLE_RUN_MODELS, MODELS),
     resources:
         runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
         gpu=1,
@@ -63,7 +63,7 @@ use rule attack as attack_shard with:
     benchmark:
         "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
     wildcard_constraints:
-        model=one_of(SHARDED_RUN_MODELS),
+        model=one_of(SHARDED_RUN_MODELS, MODELS),
 
 
 if SHARDED_RUN_MODELS:
@@ -79,7 +79,7 @@ if SHARDED_RUN_MODELS:
         log:
             "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
         wildcard_constraints:
-            model=one_of(SHARDED_RUN_MODELS),
+            model=one_of(SHARDED_RUN_MODELS, MODELS),
         localrule: True
         params:
             script=script("merge_certify.py"),

@@ -17,7 +17,7 @@ rule certify:
     benchmark:
         "results/benchmarks/certify/{model}/sigma-{sigma}.tsv"
     wildcard_constraints:
-        model=one_of(WHOLE_CELL_MODELS),
+        model=one_of(WHOLE_CELL_MODELS, MODELS),
     resources:
         runtime=lambda wc, attempt: RUNTIME["certify"] * attempt,
         gpu=1,
@@ -39,7 +39,7 @@ use rule certify as certify_shard with:
     benchmark:
         "results/benchmarks/certify/{model}/sigma-{sigma}/shard-{shard}.tsv"
     wildcard_constraints:
-        model=one_of(SHARDED_MODELS),
+        model=one_of(SHARDED_MODELS, MODELS),
 
 
 if SHARDED_MODELS:
@@ -55,7 +55,7 @@ if SHARDED_MODELS:
         log:
             "results/logs/certify/{model}/sigma-{sigma}/merge.log",
         wildcard_constraints:
-            model=one_of(SHARDED_MODELS),
+            model=one_of(SHARDED_MODELS, MODELS),
         localrule: True
         params:
             script=script("merge_certify.py"),
