@@ -346,9 +346,10 @@ def plan_config(
     totals = _cumulative_hours(tally.stages, procedure)
     experiments = _per_experiment(config, models, train_seconds, certify_seconds)
     if pretrain_seconds:
+        pretrains = len(pretrain_models(config))
         experiments.append(
-            {"experiment": "(pre-training)", "models": len(pretrain_models(config)), "gpu_hours": pretrain_seconds / 3600}
-        )  # fmt: skip
+            {"experiment": "(pre-training)", "models": pretrains, "gpu_hours": pretrain_seconds / 3600}
+        )
     if attack_seconds:
         experiments.append({"experiment": "(attacks)", "models": 0, "gpu_hours": attack_seconds / 3600})
     return Plan(
