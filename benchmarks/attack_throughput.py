@@ -32,12 +32,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from timing import timed
 
 from rsmooth.empirical import attack_smoothed
 from rsmooth.models import get_architecture
-from rsmooth.pipeline import attack_settings, certification_set_size, grid_models
+from rsmooth.pipeline import attack_settings, certification_set_size, grid_models, load_config
 from rsmooth.smoothing import Smooth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,7 +153,7 @@ def main() -> None:
     if args.no_study or not copies_per_second:
         return
 
-    config = yaml.safe_load(Path(args.config).read_text())
+    config = load_config(args.config)
     copies, predict, logs, images = study_work(config)
     backward_rate = copies_per_second[max(copies_per_second)]  # large m: full batches, as in the study's bulk
     attack_seconds = copies / backward_rate + predict / forward

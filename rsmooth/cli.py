@@ -180,6 +180,8 @@ def load_model(args: argparse.Namespace, prog: str) -> tuple[torch.nn.Module, di
 def add_certify_arguments(parser: argparse.ArgumentParser) -> None:
     """``scripts/certify.py``'s own options: the procedure and, for the sequential one, its radius grid."""
     parser.add_argument("--N0", type=int, default=100, help="selection samples")
+    # CERTIFY's batch default is the workflow's (the schema's certify.batch); attacks keep the fixed 1000.
+    parser.set_defaults(batch=AUTO)
     parser.add_argument(
         "--procedure", default="cohen", choices=PROCEDURES, help="cohen: CERTIFY (default); sequential"
     )

@@ -1,6 +1,14 @@
 """The experiment grid of the Snakemake pipeline: config -> grid models, pre-training models, shards.
 
-Importable without torch, so that building the DAG of the full paper grid stays fast. A *grid model*
+Importable without torch, so that building the DAG of the full paper grid stays fast.
+
+The configuration is loaded once, by :func:`load_config` (files) or :func:`complete_config` (a mapping, as the
+Snakefile receives it): the merge rule (the paper config is the base unless the given config has
+``experiments``), then the schema (``workflow/schemas/config.schema.yaml``) with every default filled in. The
+Snakefile, ``scripts/plan.py``, the analysis scripts (through the workflow's ``config.json``) and the tests all
+read that one result, so no reader spells a default again: the schema is the one home of every default.
+
+A *grid model*
 (:class:`GridModel`) is one model
 to train; its id names every hyper-parameter that differs from the config's ``training`` defaults (plus
 ``init-imagenet32`` / ``selftrain`` markers), so identical models requested by two experiments are trained
@@ -9,13 +17,20 @@ once, and a result path says what it holds.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from rsmooth.dataset_info import DATASET_SPECS, dataset_spec, evaluation_split_size_on_disk
+from rsmooth.fastpath import fast_path_arguments
 from rsmooth.train.methods import get_method
 from rsmooth.train_config import (
     OMITTED_AT_DEFAULT,
@@ -33,8 +48,112 @@ _PATH_FIELDS = PIPELINE_SET
 # set's spec (rsmooth.dataset_info, ``images_per_job``).
 DEFAULT_IMAGES_PER_JOB = {n: s.images_per_job for n, s in DATASET_SPECS.items() if s.images_per_job}
 
-# The analysis radii's default (workflow/schemas/config.schema.yaml, analysis.radii).
+# The analysis radii (the CIFAR-10 radii of the SmoothAdv tables): the schema's analysis.radii default, and
+# scripts/certify.py's --radii default for users outside the pipeline (a test checks that the two agree).
 DEFAULT_ANALYSIS_RADII = [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+# The paper config: the base of a partial override (one without `experiments`).
+PAPER_CONFIG = _REPOSITORY / "config" / "config.yaml"
+SCHEMA = _REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
+
+# Result paths, as Snakemake patterns: the rules declare their outputs with these, and the library fills them
+# in (certification_log, attack_log), so that each name is written once.
+CERTIFY_LOG = "results/certify/{model}/sigma-{sigma}.tsv"
+CERTIFY_SHARD = "results/certify/{model}/sigma-{sigma}/shard-{shard}.tsv"
+ATTACK_LOG = "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
+ATTACK_SHARD = "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
+
+
+class ConfigError(ValueError):
+    """A pipeline config the schema rejects; the message names the file(s), the key and what is allowed.
+    ``path`` is the bad key's path in the config (empty for the top level, or a file that cannot be read)."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+# -- loading: the merge rule, the schema, every default --------------------------------------------------------
+
+
+def read_config_files(*files: str | Path) -> dict[str, Any]:
+    """The YAML (or JSON) files merged in order, as Snakemake merges several ``--configfile``s."""
+    config: dict[str, Any] = {}
+    for path in files:
+        path = Path(path)
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read a config file: {err}") from err
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a config file is a mapping of sections, got {type(data).__name__}")
+        config = merge_config(config, data)
+    return config
+
+
+def merge_config(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` deep-merged over ``base``: mappings merge key by key, any other value (lists included)
+    replaces the old one (Snakemake's rule for ``--configfile`` over ``configfile:``)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(*files: str | Path, base: str | Path = PAPER_CONFIG) -> dict[str, Any]:
+    """The pipeline config of ``files`` (merged in order): see :func:`complete_config`. A ConfigError names
+    the files, the key and what is allowed."""
+    where = ", ".join(str(f) for f in files)
+    try:
+        return complete_config(read_config_files(*files), base)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}", err.path) from None
+
+
+def complete_config(given: Mapping[str, Any], base: str | Path = PAPER_CONFIG) -> dict[str, Any]:
+    """The config the workflow runs: ``given`` itself when it has ``experiments`` (a complete preset), else
+    ``given`` merged over the paper config ``base`` (a partial override); validated against the schema with
+    every default filled in. ``given`` is not modified."""
+    config = dict(given) if "experiments" in given else merge_config(read_config_files(base), given)
+    return validate_config(config)
+
+
+@functools.cache
+def _schema_validator() -> Any:
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        # The jsonschema FAQ's default-filling validator (as snakemake.utils.validate), with a copy of each
+        # default, so that filling one config never changes the schema's defaults.
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": fill_defaults})(schema)
+
+
+def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``config`` checked against the schema, with every schema default filled in."""
+    config = copy.deepcopy(dict(config))
+    error = next(iter(_schema_validator().iter_errors(config)), None)
+    if error is not None:
+        path = tuple(error.absolute_path)
+        key = ".".join(str(part) for part in path) or "(top level)"
+        raise ConfigError(f"{key}: {error.message}", path)
+    return config
 
 
 @dataclass
@@ -87,7 +206,7 @@ def model_id(values: dict[str, Any], defaults: dict[str, Any], markers: tuple[st
     parts += [f"{_short(name)}-{format_value(values[name])}" for name in identity]
     if values.get("multi_noise"):
         parts.append("multi")
-    if values.get("self_training_weight", 1.0) != 1.0 or "selftrain" in markers:
+    if values["self_training_weight"] != 1.0 or "selftrain" in markers:
         parts.append(f"stweight-{format_value(values['self_training_weight'])}")
     shown = {"method", "attack", "multi_noise", "self_training_weight", *identity}
     parts += [
@@ -145,7 +264,7 @@ def grid_models(config: dict[str, Any]) -> dict[str, GridModel]:
     models: dict[str, GridModel] = {}
     for name, experiment in config["experiments"].items():
         init = experiment.get("init")
-        pseudo = bool(experiment.get("pseudo_labels", False))
+        pseudo = experiment["pseudo_labels"]
         for overrides in _experiment_values(name, experiment):
             _check_train_keys(f"experiments.{name}", overrides)
             values = {**defaults, **(config.get("finetuning", {}) if init else {}), **overrides}
@@ -162,7 +281,7 @@ def grid_models(config: dict[str, Any]) -> dict[str, GridModel]:
             model = models.setdefault(mid, GridModel(mid, values, pretrain=pretrain, self_training=pseudo))
             model.experiments.append(name)
             model.certify_sigmas = sorted(set(model.certify_sigmas) | set(sigmas))
-            skip = int(experiment.get("certify_skip", config["certify"].get("skip", 1)))
+            skip = int(experiment.get("certify_skip", config["certify"]["skip"]))
             model.certify_skip = skip if model.certify_skip is None else math.gcd(model.certify_skip, skip)
     return models
 
@@ -179,14 +298,15 @@ def _matching_pretrain(name: str, values: dict[str, Any], pretrains: dict[str, d
     )
 
 
-def certification_set_size(config: dict[str, Any]) -> int:
-    """Number of images in the evaluation split certified: the synthetic stand-in's ``n_test``, else the
-    split on disk where its size can be read there (a smaller MNIST or ImageNet val set), else the size of
-    the published split (the files are downloaded or verified by the data job)."""
+def certification_set_size(config: dict[str, Any], dataset: str | None = None) -> int:
+    """Number of images in the evaluation split of ``dataset`` (default: the config's training data set)
+    certified: the synthetic stand-in's ``n_test``, else the split on disk where its size can be read there (a
+    smaller MNIST or ImageNet val set), else the size of the published split (the files are downloaded or
+    verified by the data job)."""
     data = config["data"]
-    if data.get("source") == "synthetic":
+    if data["source"] == "synthetic":
         return int(data["synthetic"]["n_test"])
-    dataset = config["training"]["dataset"]
+    dataset = dataset or config["training"]["dataset"]
     on_disk = evaluation_split_size_on_disk(dataset, data["root"])
     return on_disk if on_disk is not None else int(dataset_spec(dataset).fact("test_set_size"))
 
@@ -211,11 +331,15 @@ def job_ranges(num_images: int, skip: int, images_per_job: int) -> list[tuple[in
     return list(itertools.pairwise(bounds))
 
 
-def work_ranges(config: dict[str, Any], section: str, skip: int) -> list[tuple[int, int]]:
-    """The jobs of one model's certification (``section`` "certify") or one attack run ("empirical"): a fixed
-    number (``shards``) or a size (``images_per_job``, default :data:`DEFAULT_IMAGES_PER_JOB` of the data set)."""
+def work_ranges(
+    config: dict[str, Any], section: str, skip: int, dataset: str | None = None
+) -> list[tuple[int, int]]:
+    """The jobs of one model's certification (``section`` "certify") or one attack run ("empirical") on
+    ``dataset`` (default: the config's training data set): a fixed number (``shards``) or a size
+    (``images_per_job``, default :data:`DEFAULT_IMAGES_PER_JOB` of the data set)."""
     values = config[section]
-    size = certification_set_size(config)
+    dataset = dataset or config["training"]["dataset"]
+    size = certification_set_size(config, dataset)
     if "shards" in values and "images_per_job" in values:
         raise ValueError(
             f"{section}: give shards (a number of jobs) or images_per_job (their size), not both; "
@@ -223,9 +347,7 @@ def work_ranges(config: dict[str, Any], section: str, skip: int) -> list[tuple[i
         )
     if "shards" in values:
         return shard_ranges(size, int(values["shards"]))
-    per_job = values.get("images_per_job") or dataset_spec(config["training"]["dataset"]).fact(
-        "images_per_job"
-    )
+    per_job = values.get("images_per_job") or dataset_spec(dataset).fact("images_per_job")
     return job_ranges(size, skip, int(per_job))
 
 
@@ -248,9 +370,7 @@ def train_arguments(values: dict[str, Any]) -> str:
 def certify_radii(config: dict[str, Any]) -> list[float]:
     """The sequential procedure's radius grid: ``certify.radii``, else the analysis radii; checked here so
     that a bad grid fails when the DAG is built, not in every certification job."""
-    certify = config["certify"]
-    radii = certify.get("radii") or config.get("analysis", {}).get("radii") or DEFAULT_ANALYSIS_RADII
-    radii = [float(r) for r in radii]
+    radii = [float(r) for r in config["certify"].get("radii") or config["analysis"]["radii"]]
     if any(r < 0 for r in radii) or any(b <= a for a, b in itertools.pairwise(radii)):
         raise ValueError(f"certify.radii must be >= 0 and strictly increasing, got {radii}")
     return radii
@@ -259,10 +379,32 @@ def certify_radii(config: dict[str, Any]) -> list[float]:
 def sequential_arguments(config: dict[str, Any]) -> str:
     """``scripts/certify.py`` options of ``certify.procedure``: none for CERTIFY (its command is unchanged)."""
     certify = config["certify"]
-    if certify.get("procedure", "cohen") == "cohen":
+    if certify["procedure"] == "cohen":
         return ""
     radii = " ".join(format_value(r) for r in certify_radii(config))
-    return f"--procedure sequential --test {certify.get('test', 'union')} --radii {radii}"
+    return f"--procedure sequential --test {certify['test']} --radii {radii}"
+
+
+def _options(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def certify_arguments(config: dict[str, Any], model: GridModel, job: tuple[int, int]) -> str:
+    """The options of one certification job (``scripts/certify.py``) after ``--sigma``: CERTIFY's settings,
+    the model's skip, the job's ``[start, stop)``, then ``--amp``, the fast-path options that are not the
+    defaults, the options of ``certify.procedure`` and ``--trust-checkpoint`` (none for a default config). The
+    job's only parameter, so that a new config key or default never changes a finished job's parameters."""
+    c = config["certify"]
+    options = _options(
+        "--amp" if c["amp"] else "",
+        *fast_path_arguments(c),
+        sequential_arguments(config),
+        "--trust-checkpoint" if config["trust_checkpoints"] else "",
+    )
+    return (
+        f"--N0 {c['n0']} --N {c['n']} --alpha {c['alpha']} --batch {c['batch']} --skip {model.certify_skip} "
+        f"--seed {c['seed']} --start {job[0]} --stop {job[1]} {options}"
+    )
 
 
 # -- the empirical study (config section `empirical`): attacks at test time --------------------------------------
@@ -293,14 +435,14 @@ def attack_settings(config: dict[str, Any]) -> dict[str, AttackSetting]:
     """Every setting the `empirical.attacks` entries ask for (each entry a product of its lists), by id."""
     settings: dict[str, AttackSetting] = {}
     for name, entry in config["empirical"]["attacks"].items():
-        base = bool(entry.get("base_attack", False))
-        noises = [1] if base else entry.get("num_noise", [1])
+        base = entry["base_attack"]
+        noises = [1] if base else entry["num_noise"]
         for m, n in itertools.product(noises, entry["n"]):
-            if entry.get("attack", "pgd") == "pgd_stein" and (base or m < 2):
+            if entry["attack"] == "pgd_stein" and (base or m < 2):
                 raise ValueError(
                     f"empirical.attacks.{name}: pgd_stein needs num_noise >= 2 and no base_attack, got m = {m}"
                 )
-            setting = AttackSetting(entry.get("attack", "pgd"), base, int(m), int(n))
+            setting = AttackSetting(entry["attack"], base, int(m), int(n))
             settings.setdefault(setting.id, setting)
     return settings
 
@@ -308,7 +450,7 @@ def attack_settings(config: dict[str, Any]) -> dict[str, AttackSetting]:
 def attack_groups(config: dict[str, Any], models: dict[str, GridModel]) -> dict[str, list[tuple[str, float]]]:
     """The envelope groups: name -> the (model id, sigma) certification logs among which each eps picks the one
     with the best certified accuracy at radius eps. ``envelope: true`` is one group of every model."""
-    envelope = config["empirical"].get("envelope", False)
+    envelope = config["empirical"]["envelope"]
     if not envelope:
         return {}
     if envelope is True:
@@ -331,20 +473,77 @@ def explicit_attack_targets(config: dict[str, Any], models: dict[str, GridModel]
     """The (model id, sigma) pairs of `empirical.cells` (model ids), each attacked at every eps (at its
     certification sigmas)."""
     targets = []
-    for mid in config["empirical"].get("cells", []):
+    for mid in config["empirical"]["cells"]:
         if mid not in models:
             raise ValueError(f"empirical.cells: unknown model {mid!r}; the grid has {sorted(models)[:5]} ...")
         targets.extend((mid, sigma) for sigma in models[mid].certify_sigmas)
     return targets
 
 
+def attack_arguments(config: dict[str, Any], setting: AttackSetting, job: tuple[int, int]) -> str:
+    """The options of one attack job (``scripts/attack.py``) after ``--eps``: the setting, the attack's
+    settings, the job's ``[start, stop)``, then the fast-path options that are not the defaults and
+    ``--trust-checkpoint``. The job's only parameter, as for :func:`certify_arguments`."""
+    e = config["empirical"]
+    options = _options(*fast_path_arguments(e), "--trust-checkpoint" if config["trust_checkpoints"] else "")
+    return (
+        f"{setting.arguments()} --steps {e['steps']} --alpha {e['alpha']} --batch {e['batch']} "
+        f"--skip {e['skip']} --seed {e['seed']} --start {job[0]} --stop {job[1]} {options}"
+    )
+
+
+def attack_runs(
+    config: dict[str, Any],
+    models: dict[str, GridModel],
+    chosen: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every attack run of the empirical study, one dict per (target, setting): the explicit targets
+    (`empirical.cells`) at every eps, then each envelope group's target per eps from ``chosen`` (the envelope
+    choice, ``targets.json``: group -> eps -> {cell, sigma}); ``chosen`` is needed when there are groups."""
+    empirical = config["empirical"]
+    targets = [(None, model, sigma, eps) for model, sigma in explicit_attack_targets(config, models) for eps in empirical["eps"]]  # fmt: skip
+    groups = attack_groups(config, models)
+    if groups:
+        if chosen is None:
+            raise ValueError(f"the envelope groups {sorted(groups)} need the envelope choice (targets.json)")
+        for group, by_eps in chosen.items():
+            # targets.json names the model "cell" (the file format of finished runs).
+            targets.extend((group, t["cell"], t["sigma"], float(eps)) for eps, t in by_eps.items())
+    return [
+        {
+            "group": group,
+            "cell": model,
+            "sigma": float(sigma),
+            "eps": float(eps),
+            "setting": setting.id,
+            "attack": setting.attack,
+            "base_attack": setting.base_attack,
+            "num_noise": setting.num_noise,
+            "n": setting.n,
+            "log": attack_log(model, float(sigma), setting.id, float(eps)),
+            "certify_log": certification_log(model, float(sigma)),
+        }
+        for group, model, sigma, eps in targets
+        for setting in attack_settings(config).values()
+    ]
+
+
 def certification_log(model: str, sigma: float) -> str:
     """The merged certification log of one model at one sigma."""
-    return f"results/certify/{model}/sigma-{format_value(sigma)}.tsv"
+    return CERTIFY_LOG.format(model=model, sigma=format_value(sigma))
+
+
+def certification_shard(model: str, sigma: float, shard: int) -> str:
+    return CERTIFY_SHARD.format(model=model, sigma=format_value(sigma), shard=shard)
 
 
 def attack_log(model: str, sigma: float, setting: str, eps: float) -> str:
-    return f"results/attack/{model}/sigma-{format_value(sigma)}/{setting}/eps-{format_value(eps)}.tsv"
+    return ATTACK_LOG.format(model=model, sigma=format_value(sigma), setting=setting, eps=format_value(eps))
+
+
+def attack_shard(model: str, sigma: float, setting: str, eps: float, shard: int) -> str:
+    values = {"sigma": format_value(sigma), "eps": format_value(eps)}
+    return ATTACK_SHARD.format(model=model, setting=setting, shard=shard, **values)
 
 
 def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:

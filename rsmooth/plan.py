@@ -266,12 +266,12 @@ class Plan:
 
 
 def images_per_epoch(config: Mapping[str, Any], dataset: str, self_training: bool = False) -> int:
-    """The images one training epoch on ``dataset`` goes through under ``config``: the training split
-    (``rsmooth.dataset_info``; the synthetic demo's ``n_train``), doubled by self-training (as many
+    """The images one training epoch on ``dataset`` goes through under the loaded ``config``: the training
+    split (``rsmooth.dataset_info``; the synthetic demo's ``n_train``), doubled by self-training (as many
     pseudo-labelled batches as labelled ones, ``rsmooth.train.batches``)."""
-    if config.get("data", {}).get("source") == "synthetic":
-        sizes = config["data"].get("synthetic", {})
-        size = int(sizes.get("n_tinyimages" if dataset == "tinyimages" else "n_train", 1000))
+    if config["data"]["source"] == "synthetic":
+        sizes = config["data"]["synthetic"]
+        size = int(sizes["n_tinyimages" if dataset == "tinyimages" else "n_train"])
     elif dataset in TRAIN_SET_SIZE:
         size = TRAIN_SET_SIZE[dataset]
     else:
@@ -281,95 +281,171 @@ def images_per_epoch(config: Mapping[str, Any], dataset: str, self_training: boo
     return size * (2 if self_training else 1)
 
 
+@dataclass
+class _Tally:
+    """The rows of a plan as its steps add them: stages in order, GPU jobs and seconds per rule, disk bytes."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    rules: dict[str, list[float]] = field(default_factory=dict)  # benchmark folder -> [jobs, seconds]
+    disk: float = 0.0
+
+    def add(self, stage: str, rule: str | None, jobs: int, seconds: float, **extra: Any) -> None:
+        self.stages.append({"stage": stage, "jobs": jobs, "seconds": seconds, **extra})
+        if rule is not None:
+            entry = self.rules.setdefault(rule, [0, 0.0])
+            entry[0] += jobs
+            entry[1] += seconds
+
+
 def plan_config(
     config: Mapping[str, Any], throughput: Throughput = DEFAULT_THROUGHPUT, name: str = "config"
 ) -> Plan:
-    """The plan of a pipeline config (as the workflow sees it; absent optional keys take the schema defaults)."""
+    """The plan of a loaded pipeline config (``rsmooth.pipeline.load_config``: merged over the paper config
+    where partial, every schema default filled in), as the workflow runs it."""
+    config = dict(config)
     t = throughput
-    models = grid_models(dict(config))
-    pretrains = pretrain_models(dict(config))
+    models = grid_models(config)
+    tally = _Tally()
+    pretrain_seconds = _plan_pretraining(config, t, tally)
+    _plan_standard_model(config, models, t, tally)
+    train_seconds = _plan_training(config, models, t, tally)
+    procedure, certify_seconds = _plan_certification(config, models, t, tally)
+    attack_seconds = _plan_attacks(config, models, t, tally)
+    totals = _cumulative_hours(tally.stages, procedure)
+    experiments = _per_experiment(config, models, train_seconds, certify_seconds)
+    if pretrain_seconds:
+        pretrains = len(pretrain_models(config))
+        experiments.append(
+            {"experiment": "(pre-training)", "models": pretrains, "gpu_hours": pretrain_seconds / 3600}
+        )
+    if attack_seconds:
+        experiments.append({"experiment": "(attacks)", "models": 0, "gpu_hours": attack_seconds / 3600})
+    return Plan(
+        config_name=name,
+        throughput=t,
+        procedure=procedure,
+        stages=tally.stages,
+        experiments=experiments,
+        rules=[{"rule": r, "jobs": int(j), "gpu_hours": s / 3600} for r, (j, s) in tally.rules.items()],
+        total_gpu_hours=totals[procedure] / 3600,
+        gpu_jobs=sum(int(j) for j, _ in tally.rules.values()),
+        disk_gb=tally.disk / 1e9,
+    )
 
-    def train_seconds(values: Mapping[str, Any], self_training: bool = False) -> float:
-        images = images_per_epoch(config, values["dataset"], self_training)
-        return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
 
-    stages: list[dict[str, Any]] = []
-    rules: dict[str, list[float]] = {}  # benchmark folder -> [jobs, seconds]
+def _train_seconds(
+    config: dict, values: Mapping[str, Any], t: Throughput, self_training: bool = False
+) -> float:
+    images = images_per_epoch(config, values["dataset"], self_training)
+    return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
 
-    def add(rule: str, jobs: int, seconds: float) -> None:
-        entry = rules.setdefault(rule, [0, 0.0])
-        entry[0] += jobs
-        entry[1] += seconds
 
-    disk = 0.0
-    pre_seconds = sum(train_seconds(v) for v in pretrains.values())
-    if pretrains:
-        stages.append({"stage": "pre-training", "jobs": len(pretrains), "seconds": pre_seconds})
-        add("pretrain", len(pretrains), pre_seconds)
-        disk += sum(12 * t.parameter_count(v["arch"]) for v in pretrains.values())
-    labels = config.get("pseudo_labels", {}).get("labels", "shipped")
-    if any(m.self_training for m in models.values()) and labels == "model":
-        standard = {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
-        seconds = train_seconds(standard)
-        stages.append({"stage": "standard model (pseudo-labels)", "jobs": 1, "seconds": seconds})
-        add("pseudolabels", 1, seconds)
-        disk += 12 * t.parameter_count(standard["arch"])
+def _plan_pretraining(config: dict, t: Throughput, tally: _Tally) -> float:
+    """The ImageNet32 pre-training models: their GPU-seconds (0 without pre-training)."""
+    pretrains = pretrain_models(config)
+    if not pretrains:
+        return 0.0
+    seconds = sum(_train_seconds(config, v, t) for v in pretrains.values())
+    tally.add("pre-training", "pretrain", len(pretrains), seconds)
+    tally.disk += sum(12 * t.parameter_count(v["arch"]) for v in pretrains.values())
+    return seconds
 
+
+def _plan_standard_model(config: dict, models: dict, t: Throughput, tally: _Tally) -> None:
+    """The labelling classifier of ``pseudo_labels: {labels: model}``, trained when a model self-trains."""
+    if not any(m.self_training for m in models.values()) or config["pseudo_labels"]["labels"] != "model":
+        return
+    standard = {**config["training"], **config["pseudo_labels"]["standard_model"]}
+    tally.add("standard model (pseudo-labels)", "pseudolabels", 1, _train_seconds(config, standard, t))
+    tally.disk += 12 * t.parameter_count(standard["arch"])
+
+
+def _plan_training(config: dict, models: dict, t: Throughput, tally: _Tally) -> dict[str, float]:
+    """One stage per training method; the GPU-seconds of each model."""
+    seconds = {m.id: _train_seconds(config, m.train, t, m.self_training) for m in models.values()}
     per_method: dict[str, list[float]] = {}
-    per_experiment: dict[str, list[float]] = {e: [0, 0.0] for e in config["experiments"]}
-    model_seconds = {}
     for model in models.values():
-        seconds = train_seconds(model.train, model.self_training)
-        model_seconds[model.id] = seconds
         entry = per_method.setdefault(model.train["method"], [0, 0.0])
         entry[0] += 1
-        entry[1] += seconds
-        disk += 12 * t.parameter_count(model.train["arch"])
-    for method, (jobs, seconds) in per_method.items():
-        stages.append({"stage": f"training: {method}", "jobs": int(jobs), "seconds": seconds})
-        add("train", int(jobs), seconds)
+        entry[1] += seconds[model.id]
+        tally.disk += 12 * t.parameter_count(model.train["arch"])
+    for method, (jobs, total) in per_method.items():
+        tally.add(f"training: {method}", "train", int(jobs), total)
+    return seconds
 
+
+def _plan_certification(
+    config: dict, models: dict, t: Throughput, tally: _Tally
+) -> tuple[str, dict[str, float]]:
+    """Both procedures' stages (the configured one counts in the rule's total); the configured procedure and
+    the GPU-seconds of each model's certification."""
     certify = config["certify"]
-    procedure = certify.get("procedure", "cohen")
-    size = certification_set_size(dict(config))
-    n0, n = int(certify.get("n0", 100)), int(certify["n"])
-    saving = float(t.sequential_saving[certify.get("test", "union")])
-    logs = [(m, s) for m in models.values() for s in m.certify_sigmas]
-    cert = {"cohen": 0.0, "sequential": 0.0}
-    cert_by_model: dict[str, float] = {}
-    certify_jobs = 0
-    for model, _sigma in logs:
-        skip = model.certify_skip or int(certify.get("skip", 1))
-        images = math.ceil(size / skip)
-        certify_jobs += len(work_ranges(dict(config), "certify", skip))
+    procedure = certify["procedure"]
+    n0, n = int(certify["n0"]), int(certify["n"])
+    saving = float(t.sequential_saving[certify["test"]])
+    seconds = {"cohen": 0.0, "sequential": 0.0}
+    by_model: dict[str, float] = {}
+    jobs = 0
+    for model in models.values():
+        dataset = model.train["dataset"]
+        images = math.ceil(certification_set_size(config, dataset) / model.certify_skip)
         rate = t.certify_rate(model.train["arch"])
-        cert["cohen"] += images * (n0 + n) / rate
-        cert["sequential"] += images * (n / saving) / rate
-        used = images * ((n0 + n) if procedure == "cohen" else n / saving) / rate
-        cert_by_model[model.id] = cert_by_model.get(model.id, 0.0) + used
-        disk += images * t.log_row_bytes
-    for proc in ("cohen", "sequential"):
-        label = (
-            "certification: CERTIFY"
-            if proc == "cohen"
-            else f"certification: sequential ({saving}x fewer samples)"
-        )
-        stages.append({"stage": label, "jobs": certify_jobs, "seconds": cert[proc], "procedure": proc})
-    add("certify", certify_jobs, cert[procedure])
+        for _sigma in model.certify_sigmas:
+            jobs += len(work_ranges(config, "certify", model.certify_skip, dataset))
+            seconds["cohen"] += images * (n0 + n) / rate
+            seconds["sequential"] += images * (n / saving) / rate
+            used = images * ((n0 + n) if procedure == "cohen" else n / saving) / rate
+            by_model[model.id] = by_model.get(model.id, 0.0) + used
+            tally.disk += images * t.log_row_bytes
+    tally.add("certification: CERTIFY", None, jobs, seconds["cohen"], procedure="cohen")
+    label = f"certification: sequential ({saving}x fewer samples)"
+    tally.add(label, None, jobs, seconds["sequential"], procedure="sequential")
+    tally.rules.setdefault("certify", [0, 0.0])
+    tally.rules["certify"][0] += jobs
+    tally.rules["certify"][1] += seconds[procedure]
+    return procedure, by_model
 
-    attack_jobs, attack_seconds = _attacks(config, models, t)
-    if attack_jobs:
-        stages.append({"stage": "attacks (empirical)", "jobs": attack_jobs, "seconds": attack_seconds})
-        add("attack", attack_jobs, attack_seconds)
-        empirical = config["empirical"]
-        runs = attack_jobs // len(work_ranges(dict(config), "empirical", int(empirical.get("skip", 1))))
-        disk += (
-            runs
-            * math.ceil(certification_set_size(dict(config)) / empirical.get("skip", 1))
-            * t.log_row_bytes
-        )
 
-    # Cumulative GPU-hours in stage order, with one certification procedure or the other.
+def _plan_attacks(config: dict, models: dict, t: Throughput, tally: _Tally) -> float:
+    """The empirical study's attack jobs (section ``empirical``): their GPU-seconds (0 without one)."""
+    jobs, seconds, runs, images = _attacks(config, models, t)
+    if jobs:
+        tally.add("attacks (empirical)", "attack", jobs, seconds)
+        tally.disk += runs * images * t.log_row_bytes
+    return seconds
+
+
+def _attacks(config: dict, models: dict, t: Throughput) -> tuple[int, float, int, int]:
+    """GPU jobs, GPU-seconds, attack runs and images per run of the empirical study."""
+    empirical = config.get("empirical")  # an optional section
+    if not empirical:
+        return 0, 0.0, 0, 0
+    settings = attack_settings(config)
+    eps = len(empirical["eps"])
+    # Explicit targets: every eps; envelope groups: one (model, sigma) per group and eps, chosen after
+    # certification; its architecture and data set are taken as the group's first member's.
+    targets = [mid for mid, _ in explicit_attack_targets(config, models) for _ in range(eps)]
+    targets += [
+        members[0][0] for members in attack_groups(config, models).values() if members for _ in range(eps)
+    ]
+    steps, skip = int(empirical["steps"]), int(empirical["skip"])
+    seconds, jobs, images = 0.0, 0, 0
+    for mid in targets:
+        arch, dataset = models[mid].train["arch"], models[mid].train["dataset"]
+        images = math.ceil(certification_set_size(config, dataset) / skip)
+        jobs += len(settings) * len(work_ranges(config, "empirical", skip, dataset))
+        for s in settings.values():
+            if s.attack == "pgd_stein":
+                passes = s.num_noise * steps
+            else:
+                passes = (1 if s.base_attack else s.num_noise) * steps * t.backward_cost
+            seconds += images * (passes + s.n) / t.certify_rate(arch)
+    return jobs, seconds, len(targets) * len(settings), images
+
+
+def _cumulative_hours(stages: list[dict[str, Any]], procedure: str) -> dict[str, float]:
+    """Each stage's GPU-hours and the cumulative GPU-hours in stage order with one certification procedure or
+    the other (rows rewritten in place); the totals in GPU-seconds."""
     totals = {"cohen": 0.0, "sequential": 0.0}
     for row in stages:
         proc = row.pop("procedure", None)
@@ -381,65 +457,21 @@ def plan_config(
         row["cumulative_sequential"] = totals["sequential"] / 3600 if proc != "cohen" else None
         if proc is not None:
             row["configured"] = proc == procedure
+    return totals
 
-    charged = set()
+
+def _per_experiment(
+    config: dict, models: dict, train_seconds: dict[str, float], certify_seconds: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Models and GPU-hours per experiment; a model of several experiments is charged to the first."""
+    per_experiment: dict[str, list[float]] = {e: [0, 0.0] for e in config["experiments"]}
     for model in models.values():
-        if model.id in charged:
-            continue
-        charged.add(model.id)
         entry = per_experiment[model.experiments[0]]
         entry[0] += 1
-        entry[1] += model_seconds[model.id] + cert_by_model.get(model.id, 0.0)
-    experiments = [
+        entry[1] += train_seconds[model.id] + certify_seconds.get(model.id, 0.0)
+    return [
         {"experiment": e, "models": int(c), "gpu_hours": s / 3600} for e, (c, s) in per_experiment.items()
     ]
-    if pretrains:
-        experiments.append(
-            {"experiment": "(pre-training)", "models": len(pretrains), "gpu_hours": pre_seconds / 3600}
-        )
-    if attack_jobs:
-        experiments.append({"experiment": "(attacks)", "models": 0, "gpu_hours": attack_seconds / 3600})
-    rule_rows = [{"rule": r, "jobs": int(j), "gpu_hours": s / 3600} for r, (j, s) in rules.items()]
-    return Plan(
-        config_name=name,
-        throughput=t,
-        procedure=procedure,
-        stages=stages,
-        experiments=experiments,
-        rules=rule_rows,
-        total_gpu_hours=totals[procedure] / 3600,
-        gpu_jobs=sum(int(j) for j, _ in rules.values()),
-        disk_gb=disk / 1e9,
-    )
-
-
-def _attacks(config: Mapping[str, Any], models: dict, t: Throughput) -> tuple[int, float]:
-    """GPU jobs and GPU-seconds of the empirical study (section ``empirical``)."""
-    empirical = config.get("empirical")
-    if not empirical:
-        return 0, 0.0
-    settings = attack_settings(dict(config))
-    targets = explicit_attack_targets(dict(config), models)
-    groups = attack_groups(dict(config), models)
-    eps = len(empirical["eps"])
-    # Explicit targets: every eps; envelope groups: one (model, sigma) per group and eps, chosen after
-    # certification; its architecture is taken as the group's first member's.
-    arches = [models[mid].train["arch"] for mid, _ in targets for _ in range(eps)]
-    arches += [
-        models[members[0][0]].train["arch"] for members in groups.values() if members for _ in range(eps)
-    ]
-    images = math.ceil(certification_set_size(dict(config)) / empirical.get("skip", 1))
-    steps = int(empirical["steps"])
-    seconds = 0.0
-    for arch in arches:
-        for s in settings.values():
-            if s.attack == "pgd_stein":
-                passes = s.num_noise * steps
-            else:
-                passes = (1 if s.base_attack else s.num_noise) * steps * t.backward_cost
-            seconds += images * (passes + s.n) / t.certify_rate(arch)
-    jobs_per_run = len(work_ranges(dict(config), "empirical", int(empirical.get("skip", 1))))
-    return len(arches) * len(settings) * jobs_per_run, seconds
 
 
 # -- throughput files ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rsmooth.analysis.results import write_results
 from rsmooth.io import read_config_file
+from rsmooth.pipeline import load_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    card, certifications = write_results(read_config_file(args.grid), read_config_file(args.config), args.out)
+    card, certifications = write_results(read_config_file(args.grid), load_config(args.config), args.out)
     ran = (card["status"] != "not run").sum()
     print(f"{len(certifications)} logs; scorecard: {ran} of {len(card)} paper cells run")
 

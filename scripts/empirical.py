@@ -10,6 +10,7 @@ from pathlib import Path
 from rsmooth.analysis.empirical_report import write_empirical_analysis
 from rsmooth.analysis.provenance import collect_provenance
 from rsmooth.io import read_config_file
+from rsmooth.pipeline import load_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,8 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    config = read_config_file(args.config)
-    provenance = collect_provenance(config, {"empirical": config.get("empirical", {}).get("seed", 0)})
+    config = load_config(args.config)
+    provenance = collect_provenance(config, {"empirical": config["empirical"]["seed"]})
     written = write_empirical_analysis(read_config_file(args.plan), args.out, provenance)
     print(f"wrote {len(written)} files under {args.out}")
 

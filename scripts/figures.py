@@ -14,6 +14,7 @@ from rsmooth.analysis.figures import figure_max_radius, write_figures
 from rsmooth.analysis.provenance import collect_provenance
 from rsmooth.analysis.results import read_grid
 from rsmooth.io import read_config_file
+from rsmooth.pipeline import load_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    config = read_config_file(args.config)
+    config = load_config(args.config)
     certifications = read_grid(read_config_file(args.grid))
-    radii = config.get("analysis", {}).get("radii", [0.0])
-    max_radius = figure_max_radius(config["training"]["dataset"], radii)
+    max_radius = figure_max_radius(config["training"]["dataset"], config["analysis"]["radii"])
     write_figures(certifications, args.out, max_radius=max_radius, provenance=collect_provenance(config))
     print(f"figures of {len(certifications)} logs written to {args.out}")
 

@@ -9,7 +9,6 @@ images per epoch."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +22,7 @@ from rsmooth.analysis.efficiency import (
 )
 from rsmooth.html_page import write_page
 from rsmooth.io import atomic_open
+from rsmooth.pipeline import load_config
 
 
 def collect(root: Path) -> pd.DataFrame:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]
     if args.plan:
         totals = beside_plan(totals, pd.read_csv(args.plan))
-    config = json.loads(args.config.read_text()) if args.config else {}
+    config = load_config(args.config) if args.config else {}
     efficiency = rule_efficiency(
         args.benchmarks,
         args.results,

@@ -699,10 +699,11 @@ def test_sequential_log_samples_are_read_and_its_acr_is_not_shown(tmp_path):
 
 
 def test_procedure_caption_names_procedure_and_alpha():
-    assert A.procedure_caption({"n0": 100, "n": 100000, "alpha": 0.001}) == (
-        "CERTIFY (N0 = 100, N = 100000, alpha = 0.001)"
-    )
-    caption = A.procedure_caption({"procedure": "sequential", "test": "union", "n": 100000, "alpha": 0.01})
+    from rsmooth.pipeline import PAPER_CONFIG, load_config
+
+    certify = load_config(PAPER_CONFIG)["certify"]  # n0 100, n 100000, alpha 0.001
+    assert A.procedure_caption(certify) == "CERTIFY (N0 = 100, N = 100000, alpha = 0.001)"
+    caption = A.procedure_caption({**certify, "procedure": "sequential", "alpha": 0.01})
     assert caption == "sequential certification at grid radii (union test, n_max = 100000, alpha = 0.01)"
 
 
@@ -750,12 +751,10 @@ def test_every_smoothmix_table_cell_of_a_dataset_has_exactly_one_model_per_seed_
 ):
     from collections import Counter
 
-    import yaml
-
-    from rsmooth.pipeline import grid_models
+    from rsmooth.pipeline import grid_models, load_config
 
     root = Path(__file__).resolve().parents[1]
-    cells = grid_models(yaml.safe_load((root / "config" / preset).read_text()))
+    cells = grid_models(load_config(root / "config" / preset))
     models = Counter()
     for cell in cells.values():
         if cell.pretrain or cell.self_training:
@@ -851,11 +850,10 @@ def test_certification_frame_has_one_row_per_model_and_sigma(run_grid):
 
 
 def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
-    config = {
-        "training": {"dataset": "cifar10", "seed": 0},
-        "certify": {"alpha": 0.001},
-        "analysis": {"radii": [0.0, 0.25]},
-    }
+    from rsmooth.pipeline import PAPER_CONFIG, complete_config, read_config_files
+
+    # The loaded config, as the workflow's config.json holds it (every default filled in).
+    config = complete_config({**read_config_files(PAPER_CONFIG), "analysis": {"radii": [0.0, 0.25]}})
     card, certifications = A.write_results(run_grid, config, tmp_path / "out")
     names = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert {f"tables/{t}.{f}" for t in A.RESULT_TABLES for f in ("csv", "md", "tex", "html")} <= names

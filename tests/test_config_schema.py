@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from rsmooth.dataset_info import DATASETS
 from rsmooth.pipeline import (
     TRAIN_FIELDS,
+    ConfigError,
     certification_set_size,
     grid_models,
     job_ranges,
     pretrain_models,
+    validate_config,
     work_ranges,
 )
 from rsmooth.train.methods import REGISTRY
@@ -52,19 +52,16 @@ PRESETS = sorted(p for p in (ROOT / "config").glob("*.yaml") if "experiments" in
 
 
 def validated(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` as the Snakefile sees it: validated, schema defaults filled in."""
-    validate(config, str(SCHEMA_PATH))
-    return config
+    """``config`` as the Snakefile sees it (rsmooth.pipeline.validate_config): schema defaults filled in."""
+    return validate_config(config)
 
 
 def rejection(config: dict[str, Any]) -> tuple[str, str]:
-    """The first line of the schema's complaint and the line saying where it is."""
-    with pytest.raises(WorkflowError) as info:
-        validate(config, str(SCHEMA_PATH))
-    lines = str(info.value).splitlines()
-    headline = next(line for line in lines if line.startswith("ValidationError: "))
-    where = next(line for line in lines if line.startswith("On instance"))
-    return headline, where
+    """The schema's complaint and where it is, as ``['section']['key']`` (``instance``: the top level)."""
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    where = "".join(f"[{part!r}]" for part in info.value.path) or "instance"
+    return str(info.value), where
 
 
 # A small config with every section of the paper config, to be broken one key at a time.
@@ -219,6 +216,11 @@ def test_defaults_are_filled_where_the_parent_exists():
         "skip": 1,
         "seed": 0,
         "amp": False,
+        "precision": "fp32",
+        "channels_last": False,
+        "compile": False,
+        "procedure": "cohen",
+        "test": "union",
     }
     assert config["analysis"]["radii"][0] == 0.0
     assert config["pseudo_labels"] == {
@@ -227,7 +229,7 @@ def test_defaults_are_filled_where_the_parent_exists():
     }
     # Training values get no schema defaults (TrainConfig's apply), so none leak into overrides.
     assert config["training"] == {}
-    assert config["experiments"] == {"e": {"grid": {"sigma": [0.25]}}}
+    assert config["experiments"] == {"e": {"grid": {"sigma": [0.25]}, "pseudo_labels": False}}
     assert "pretraining" not in config and "finetuning" not in config
 
 
@@ -495,7 +497,8 @@ def test_schema_rejects_broken_config_naming_the_problem(case):
     headline, location = rejection(broken(edit))
     for message in messages:
         assert message in headline, headline
-    assert location.startswith("On instance") and location.rstrip(":").endswith(where), location
+    assert location == where, location
+    assert headline.startswith(".".join(re.findall(r"\['?([^'\]]+)'?\]", where)) or "(top level)"), headline
 
 
 # --- what only rsmooth.pipeline can reject -----------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from rsmooth.html_page import STYLESHEET
+from rsmooth.pipeline import complete_config, load_config
 from rsmooth.plan import DEFAULT_THROUGHPUT, load_throughput, method_factor, plan_config, write_throughput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,7 @@ def figures(tmp_path):
 
 
 def test_the_plan_of_a_small_config_is_the_cost_computed_by_hand(figures):
-    plan = plan_config(small_config(), figures)
+    plan = plan_config(complete_config(small_config()), figures)
     # Training: 2 epochs x 50,000 images / 100 per s; SmoothAdv T = 4, m = 1 on a ResNet costs
     # 1 + 4 x (2.1 - 1) / 2 = 3.2 Gaussian images (the ResNet-110 benchmark row has T = 2).
     gaussian, adv = 2 * 50_000 / 100, 2 * 50_000 * 3.2 / 100
@@ -103,7 +104,7 @@ def test_method_factors_scale_attack_steps_and_noise_draws():
 def test_a_sequential_config_counts_the_sequential_procedure_in_its_total():
     config = small_config()
     config["certify"]["procedure"] = "sequential"
-    plan = plan_config(config)
+    plan = plan_config(complete_config(config))
     sequential = next(r for r in plan.stages if r["stage"].startswith("certification: sequential"))
     assert sequential["configured"] and plan.procedure == "sequential"
     assert plan.total_gpu_hours == pytest.approx(sequential["cumulative_sequential"])
@@ -200,3 +201,70 @@ def test_the_plan_rule_plans_in_a_dry_run(tmp_path):
     )  # fmt: skip
     stats = result.stdout
     assert any(line.split()[:2] == ["plan", "1"] for line in stats.splitlines()), stats[-2000:]
+
+
+def small_attack_config() -> dict:
+    """small_config with an empirical study: the Gaussian model attacked at two eps with two settings."""
+    config = small_config()
+    config["empirical"] = {
+        "cells": ["gaussian_sigma-0.25"],
+        "eps": [0.25, 0.5],
+        "steps": 5,
+        "attacks": {"plugin": {"num_noise": [2], "n": [100]}, "vanilla": {"base_attack": True, "n": [100]}},
+    }
+    return config
+
+
+def test_the_attacks_of_a_small_config_cost_what_the_schema_defaults_give(figures):
+    plan = plan_config(complete_config(small_attack_config()), figures)
+    # The schema's empirical.skip 20: 500 of the 10,000 test images, in one job (images_per_job of CIFAR-10).
+    # Per image: T = 5 steps x m draws x 3 (forward + backward) passes, then PREDICT's n = 100 samples, at
+    # 1,000 samples per s; m = 2 (plugin) and 1 (vanilla, on the base classifier); two eps.
+    seconds = 2 * 500 * ((5 * 2 * 3 + 100) + (5 * 1 * 3 + 100)) / 1_000
+    attacks = next(r for r in plan.stages if r["stage"] == "attacks (empirical)")
+    assert attacks["jobs"] == 2 * 2  # two eps x two settings, one job each
+    assert attacks["gpu_hours"] == pytest.approx(seconds / 3600)
+    rules = {r["rule"]: r["jobs"] for r in plan.rules}
+    assert rules["attack"] == 4
+
+
+def test_the_plan_without_empirical_skip_is_the_plan_with_the_schema_default(figures):
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    default_skip = schema["properties"]["empirical"]["properties"]["skip"]["default"]
+    explicit = small_attack_config()
+    explicit["empirical"]["skip"] = default_skip
+    assert "skip" not in small_attack_config()["empirical"]
+    assert plan_config(complete_config(small_attack_config()), figures) == plan_config(
+        complete_config(explicit), figures
+    )
+
+
+def test_the_plan_of_a_partial_override_is_the_paper_plan_with_the_override(tmp_path):
+    override = tmp_path / "jobs.yaml"
+    override.write_text("certify: {images_per_job: 250}\n")
+    paper = plan_config(load_config(ROOT / "config/config.yaml"))
+    jobs = plan_config(load_config(override))
+    rules = {r["rule"]: r for r in paper.rules}
+    changed = {r["rule"]: r for r in jobs.rules}
+    # The paper grid: 900 cells of every 20th image (500 images: one job at 250 or 1,000 per job, then two) and
+    # 15 of the whole 10,000-image test set (10 jobs of 1,000, now 40 of 250).
+    assert rules["certify"]["jobs"] == 900 + 15 * 10
+    assert changed["certify"]["jobs"] == 900 * 2 + 15 * 40
+    assert changed["certify"]["gpu_hours"] == pytest.approx(rules["certify"]["gpu_hours"])
+    assert {r: changed[r] for r in changed if r != "certify"} == {
+        r: rules[r] for r in rules if r != "certify"
+    }
+    # The paper's attacks: 874 jobs, 666 GPU-hours (not the 17,480 jobs of a skip of 1).
+    assert rules["attack"]["jobs"] == 874 and rules["attack"]["gpu_hours"] == pytest.approx(666.4, abs=0.1)
+
+
+def test_the_script_plans_a_partial_override_over_the_paper_config(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import plan as script
+    finally:
+        sys.path.pop(0)
+    override = tmp_path / "jobs.yaml"
+    override.write_text("certify: {images_per_job: 250}\n")
+    script.main([str(override)])
+    assert "4,193 GPU jobs" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from rsmooth.pipeline import grid_models, toy_config
+from rsmooth.pipeline import complete_config, grid_models, toy_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
@@ -36,7 +36,7 @@ def test_toy_config_keeps_every_experiment_and_stage_at_one_model_each(preset):
     toy = toy_config(config)
     assert list(toy["experiments"]) == list(config["experiments"])
     assert set(toy) >= set(config) - {"throughput"}
-    models = grid_models(toy)
+    models = grid_models(complete_config(toy))
     # One model per experiment (two experiments may ask for the same model, which is trained once).
     asked = {name for model in models.values() for name in model.experiments}
     assert asked == set(config["experiments"]) and len(models) <= len(config["experiments"])
@@ -91,7 +91,7 @@ def test_preset_runs_to_its_report_with_its_data_sets_rows(toy_run):
     analysis = workdir / "results" / "analysis"
     grid = json.loads((analysis / "grid.json").read_text())
     models = {c["model"] for c in grid["certifications"]}
-    assert models == set(grid_models(toy_config(load(preset))))
+    assert models == set(grid_models(complete_config(toy_config(load(preset)))))
     # Every certification log has its row in the per-model table, and the scorecard compares this data set.
     cells = pd.read_csv(analysis / "cells.csv")
     assert len(cells) == len(grid["certifications"])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from snakemake.benchmark import BenchmarkRecord, write_benchmark_records
 
 from rsmooth.analysis.efficiency import (
@@ -32,6 +31,7 @@ from rsmooth.logformat import (
     format_sequential_row,
     write_log,
 )
+from rsmooth.pipeline import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARD = "m/sigma-0.25/shard-{}"
@@ -184,17 +184,21 @@ def test_read_benchmark_keeps_seconds_and_memory(tmp_path):
 def test_the_gpu_rules_and_their_benchmark_folders_are_the_workflows():
     found = {}
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
-        # Rules inside `if` blocks (the one-job and the sharded certification) are indented.
-        for block in re.split(r"\n(?=\s*(?:rule|checkpoint) \w+:)", smk.read_text()):
+        # Rules inside `if` blocks are indented; `use rule A as B with:` derives B from A (its resources too).
+        blocks = re.split(r"\n(?=\s*(?:rule|checkpoint|use rule) \w+)", smk.read_text())
+        for block in blocks:
             name = re.match(r"\s*(?:rule|checkpoint) (\w+):", block)
+            derived = re.match(r"\s*use rule (\w+) as (\w+) with:", block)
+            folder = re.search(r'benchmark:\s+"results/benchmarks/([^/"]+)/', block)
             if name and re.search(r"^\s+gpu=1,", block, re.M):
-                folder = re.search(r'benchmark:\s+"results/benchmarks/([^/"]+)/', block)
                 found[name.group(1)] = folder.group(1) if folder else None
+            elif derived and derived.group(1) in found:
+                found[derived.group(2)] = folder.group(1) if folder else found[derived.group(1)]
     assert found == GPU_RULE_FOLDERS
 
 
 def test_config_gives_samples_per_image_and_images_per_epoch():
-    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    config = load_config(ROOT / "config" / "demo.yaml")
     assert certify_samples_per_image(config) == config["certify"]["n0"] + config["certify"]["n"]
     assert certify_samples_per_image({"certify": {**config["certify"], "procedure": "sequential"}}) is None
     images = train_images_per_epoch(config)

@@ -362,19 +362,18 @@ def train_images_per_epoch(config: Mapping[str, Any]) -> dict[tuple[str, str], i
     }
     for name, values in pretrain_models(config).items():
         images["pretrain", name] = images_per_epoch(config, values["dataset"])
-    if config.get("pseudo_labels", {}).get("labels") == "model":
-        standard = {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
+    if config["pseudo_labels"]["labels"] == "model":
+        standard = {**config["training"], **config["pseudo_labels"]["standard_model"]}
         images["train_standard_model", "standard_model"] = images_per_epoch(config, standard["dataset"])
     return images
 
 
 def certify_samples_per_image(config: Mapping[str, Any]) -> int | None:
-    """CERTIFY's ``N0 + N`` under a pipeline config; ``None`` for the sequential procedure (its logs count
-    each image's samples)."""
-    certify = config.get("certify", {})
-    if certify.get("procedure", "cohen") != "cohen" or "n" not in certify:
+    """CERTIFY's ``N0 + N`` under a loaded pipeline config (``rsmooth.pipeline.load_config``); ``None`` without
+    a config, or for the sequential procedure (its logs count each image's samples)."""
+    if not config or config["certify"]["procedure"] != "cohen":
         return None
-    return int(certify.get("n0", 100)) + int(certify["n"])
+    return int(config["certify"]["n0"]) + int(config["certify"]["n"])
 
 
 def efficiency_html(table: pd.DataFrame) -> str:

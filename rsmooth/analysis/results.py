@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from rsmooth.analysis.grids import TABLE_RADII, has_linf_table, table_radii
+from rsmooth.analysis.grids import has_linf_table, table_radii
 from rsmooth.analysis.metrics import (
     Logs,
     abstention_rate,
@@ -70,6 +70,7 @@ from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import GridModel, format_value
 from rsmooth.train.methods import EACH_MODEL, REGISTRY, SEED_MEAN, get_method
+from rsmooth.train_config import OPTIONS
 
 TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
 
@@ -219,12 +220,14 @@ class Settings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
-        seeds = {"training": config["training"].get("seed", 0), "certify": config["certify"].get("seed", 0)}
+        """From the loaded config (``rsmooth.pipeline.load_config``; the workflow's ``config.json``)."""
+        # `training` has no schema defaults: an unset seed is TrainConfig's.
+        seeds = {"training": config["training"].get("seed", OPTIONS["seed"].default), "certify": config["certify"]["seed"]}  # fmt: skip
         return cls(
             dataset=config["training"]["dataset"],
-            radii=[float(r) for r in config.get("analysis", {}).get("radii", TABLE_RADII["cifar10"])],
+            radii=[float(r) for r in config["analysis"]["radii"]],
             procedure=procedure_caption(config["certify"]),
-            acr=config["certify"].get("procedure", "cohen") == "cohen",
+            acr=config["certify"]["procedure"] == "cohen",
             provenance=collect_provenance(config, seeds),
         )
 

@@ -27,7 +27,7 @@ from rsmooth.analysis.metrics import (
     linf_to_l2,
 )
 from rsmooth.analysis.provenance import provenance_line
-from rsmooth.fastpath import DEFAULT_PRECISION, precision_note
+from rsmooth.fastpath import precision_note
 from rsmooth.html_page import escape, page, write_page
 from rsmooth.io import atomic_open
 
@@ -36,18 +36,18 @@ NO_ACR = "not computable, the sequential procedure certifies grid radii only"
 
 
 def procedure_caption(certify: Mapping[str, Any]) -> str:
-    """Which procedure and alpha produced a table, from the ``certify`` configuration section; a precision
-    other than fp32 is named too (the certificate is then one of the reduced-precision network)."""
-    alpha = f"alpha = {certify.get('alpha', 0.001):g}"
-    note = precision_note(certify.get("precision", DEFAULT_PRECISION))
+    """Which procedure and alpha produced a table, from the loaded config's ``certify`` section
+    (``rsmooth.pipeline.load_config``: every default filled in); a precision other than fp32 is named too (the
+    certificate is then one of the reduced-precision network)."""
+    alpha = f"alpha = {certify['alpha']:g}"
+    note = precision_note(certify["precision"])
     note = f"; {note}" if note else ""
-    if certify.get("procedure", "cohen") == "sequential":
-        test = certify.get("test", "union")
+    if certify["procedure"] == "sequential":
         return (
-            f"sequential certification at grid radii ({test} test, n_max = {certify.get('n', 100000)}, "
+            f"sequential certification at grid radii ({certify['test']} test, n_max = {certify['n']}, "
             f"{alpha}){note}"
         )
-    return f"CERTIFY (N0 = {certify.get('n0', 100)}, N = {certify.get('n', 100000)}, {alpha}){note}"
+    return f"CERTIFY (N0 = {certify['n0']}, N = {certify['n']}, {alpha}){note}"
 
 
 @dataclass(frozen=True)

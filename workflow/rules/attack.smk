@@ -3,22 +3,20 @@
 # the certification results: the checkpoint choose_attack_targets records that choice once, and the DAG is
 # then re-evaluated; a later run (or a rerun of one shard) reads the recorded choice instead of redoing it.
 
-EMPIRICAL = config.get("empirical")
+EMPIRICAL = config.get("empirical")  # an optional section: no attacks without it
 ATTACK_SETTINGS = attack_settings(config) if EMPIRICAL else {}
 ATTACK_GROUPS = attack_groups(config, MODELS) if EMPIRICAL else {}
 ATTACK_MODELS = explicit_attack_targets(config, MODELS) if EMPIRICAL else []
-# [start, stop) index ranges of each attack run's jobs: one job writes the run's log itself (rule attack),
-# several write shards that merge_attack merges.
-ATTACK_JOBS = work_ranges(config, "empirical", EMPIRICAL["skip"]) if EMPIRICAL else []
-ATTACK_SHELL = (
-    "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
-    "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.setting} "
-    "--steps {params.e[steps]} --alpha {params.e[alpha]} --batch {params.e[batch]} "
-    "--skip {params.e[skip]} --seed {params.e[seed]} {params.bounds} {params.trust} "
-    "--no-progress > {log} 2>&1"
-)
-# The fast-path options that are not the defaults, and --trust-checkpoint: empty for a default config.
-ATTACK_OPTIONS = " ".join(filter(None, [*fast_path_arguments(EMPIRICAL or {}), TRUST_CHECKPOINT]))
+# [start, stop) index ranges of each model's attack runs, on its data set: one job writes the run's log itself
+# (rule attack), several write shards that merge_attack merges. Any model can be an envelope's choice.
+_ATTACK_JOBS_ON = {
+    dataset: work_ranges(config, "empirical", EMPIRICAL["skip"], dataset)
+    for dataset in {m.train["dataset"] for m in MODELS.values()}
+    if EMPIRICAL
+}
+ATTACK_JOBS = {m.id: _ATTACK_JOBS_ON[m.train["dataset"]] for m in MODELS.values()} if EMPIRICAL else {}
+WHOLE_RUN_MODELS = sorted(m for m, jobs in ATTACK_JOBS.items() if len(jobs) == 1)
+SHARDED_RUN_MODELS = sorted(m for m, jobs in ATTACK_JOBS.items() if len(jobs) > 1)
 
 
 EMPIRICAL_OUT = f"{ANALYSIS}/empirical"
@@ -30,69 +28,58 @@ wildcard_constraints:
     eps=r"[0-9.]+",
 
 
-if len(ATTACK_JOBS) == 1:
+# A job's parameters are its rendered options (rsmooth.pipeline.attack_arguments) and its model's data set.
+rule attack:
+    input:
+        model=ancient("results/models/{model}/model.pt"),
+        data=model_data,
+    output:
+        ATTACK_LOG,
+    log:
+        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.log",
+    benchmark:
+        "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
+    wildcard_constraints:
+        model=one_of(WHOLE_RUN_MODELS, MODELS),
+    resources:
+        runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
+        gpu=1,
+    params:
+        script=script("attack.py"),
+        dataset=model_dataset,
+        root=lambda wc, input: data_root(input.data),
+        args=attack_job_arguments,
+    shell:
+        "python {params.script} {output} --checkpoint {input.model} --dataset {params.dataset} "
+        "--data-root {params.root} --sigma {wildcards.sigma} --eps {wildcards.eps} {params.args} "
+        "--no-progress > {log} 2>&1"
 
-    rule attack:
-        input:
-            model=ancient("results/models/{model}/model.pt"),
-            data=data_stamp(config["training"]["dataset"]),
-        output:
-            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
-        log:
-            "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.log",
-        benchmark:
-            "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
-        resources:
-            runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
-            gpu=1,
-        params:
-            script=script("attack.py"),
-            bounds=attack_bounds,
-            root=lambda wc, input: data_root(input.data),
-            dataset=config["training"]["dataset"],
-            e=EMPIRICAL,
-            setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
-            trust=ATTACK_OPTIONS,
-        shell:
-            ATTACK_SHELL
+
+use rule attack as attack_shard with:
+    output:
+        ATTACK_SHARD,
+    log:
+        "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
+    wildcard_constraints:
+        model=one_of(SHARDED_RUN_MODELS, MODELS),
 
 
-if len(ATTACK_JOBS) > 1:
-
-    rule attack_shard:
-        input:
-            model=ancient("results/models/{model}/model.pt"),
-            data=data_stamp(config["training"]["dataset"]),
-        output:
-            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv",
-        log:
-            "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.log",
-        benchmark:
-            "results/benchmarks/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
-        resources:
-            runtime=lambda wc, attempt: RUNTIME["attack"] * attempt,
-            gpu=1,
-        params:
-            script=script("attack.py"),
-            bounds=attack_bounds,
-            root=lambda wc, input: data_root(input.data),
-            dataset=config["training"]["dataset"],
-            e=EMPIRICAL,
-            setting=lambda wc: ATTACK_SETTINGS[wc.setting].arguments(),
-            trust=ATTACK_OPTIONS,
-        shell:
-            ATTACK_SHELL
+if SHARDED_RUN_MODELS:
 
     rule merge_attack:
         input:
-            expand(
-                "results/attack/{{model}}/sigma-{{sigma}}/{{setting}}/eps-{{eps}}/shard-{shard}.tsv",
-                shard=range(len(ATTACK_JOBS)),
-            ),
+            lambda wc: [
+                attack_shard(wc.model, wc.sigma, wc.setting, wc.eps, shard)
+                for shard in range(len(ATTACK_JOBS[wc.model]))
+            ],
         output:
-            "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv",
+            ATTACK_LOG,
         log:
             "results/logs/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/merge.log",
+        wildcard_constraints:
+            model=one_of(SHARDED_RUN_MODELS, MODELS),
         localrule: True
         params:
             script=script("merge_certify.py"),
@@ -111,7 +98,7 @@ checkpoint choose_attack_targets:
     localrule: True
     params:
         script=script("attack_targets.py"),
-        eps=" ".join(format_value(float(e)) for e in (EMPIRICAL or {}).get("eps", [])),
+        eps=" ".join(format_value(float(e)) for e in EMPIRICAL["eps"]) if EMPIRICAL else "",
     shell:
         "python {params.script} --groups {input.groups} --eps {params.eps} --out {output} > {log} 2>&1"
 

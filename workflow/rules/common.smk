@@ -4,35 +4,38 @@ import json
 import re
 from pathlib import Path
 
-from snakemake.utils import validate
-
-from rsmooth.fastpath import fast_path_arguments
 from rsmooth.pipeline import (
+    ATTACK_LOG,
+    ATTACK_SHARD,
+    CERTIFY_LOG,
+    CERTIFY_SHARD,
+    attack_arguments,
     attack_groups,
-    attack_log,
+    attack_runs,
     attack_settings,
+    attack_shard,
     certification_log,
-    certification_set_size,
+    certification_shard,
+    certify_arguments,
     explicit_attack_targets,
     format_value,
     grid_description,
     grid_models,
     pretrain_models,
-    sequential_arguments,
     train_arguments,
     work_ranges,
 )
-
-validate(config, "../schemas/config.schema.yaml")
 
 # Scripts by absolute path, so that the workflow also runs with --directory elsewhere.
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
 DATA_ROOT = config["data"]["root"]
 MODELS = grid_models(config)
 PRETRAIN_MODELS = pretrain_models(config)
-RUNTIME = config["runtime_minutes"]  # schema defaults fill it in
-# [start, stop) index ranges of each model's certification jobs (the same at every sigma).
-CERTIFY_JOBS = {m.id: work_ranges(config, "certify", m.certify_skip) for m in MODELS.values()}
+RUNTIME = config["runtime_minutes"]
+# [start, stop) index ranges of each model's certification jobs (the same at every sigma), on its data set.
+CERTIFY_JOBS = {
+    m.id: work_ranges(config, "certify", m.certify_skip, m.train["dataset"]) for m in MODELS.values()
+}
 WHOLE_CELL_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) == 1)
 SHARDED_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) > 1)
 TRUST_CHECKPOINT = "--trust-checkpoint" if config["trust_checkpoints"] else ""
@@ -60,8 +63,11 @@ ANALYSIS_OUTPUTS = [
 ]
 
 
+MODEL_ID = r"[A-Za-z0-9_.\-]+"
+
+
 wildcard_constraints:
-    model=r"[A-Za-z0-9_.\-]+",
+    model=MODEL_ID,
     sigma=r"[0-9.]+",
     shard=r"\d+",
     dataset=r"[a-z0-9]+",
@@ -90,19 +96,31 @@ def training_datasets(values, self_training):
     return [data_stamp(d) for d in datasets]
 
 
+def model_data(wildcards):
+    """The data stamp of a certified or attacked model's data set (its training set's evaluation split)."""
+    return data_stamp(MODELS[wildcards.model].train["dataset"])
+
+
+def model_dataset(wildcards):
+    return MODELS[wildcards.model].train["dataset"]
+
+
 def certification_logs(model):
     return [certification_log(model.id, s) for s in model.certify_sigmas]
 
 
-def one_of(names):
-    """A wildcard constraint matching exactly these names."""
-    return "|".join(re.escape(name) for name in names)
+def one_of(names, among):
+    """A wildcard constraint matching exactly these of the model ids ``among``: any model id when they are all
+    of them (a regex of hundreds of names slows the DAG down), none when there are none."""
+    if set(names) == set(among):
+        return MODEL_ID
+    return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
 def all_certification_shards():
     """The shards of the cells certified in several jobs (a cell of one job has none)."""
     return [
-        str(Path(certification_log(model, sigma)).with_suffix("") / f"shard-{shard}.tsv")
+        certification_shard(model, sigma, shard)
         for model in SHARDED_MODELS
         for sigma in MODELS[model].certify_sigmas
         for shard in range(len(CERTIFY_JOBS[model]))
@@ -115,7 +133,7 @@ def all_certification_logs():
 
 def synthetic_arguments():
     data = config["data"]
-    if data.get("source") != "synthetic":
+    if data["source"] != "synthetic":
         return ""
     sizes = data["synthetic"]
     names = ("n_train", "n_test", "n_tinyimages", "imagenet32_per_batch", "imagenet32_val", "seed")
@@ -148,19 +166,21 @@ def train_extra_arguments(wildcards, input):
     return " ".join(extra)
 
 
-def certify_bounds(wildcards):
-    """--start/--stop of a certification job: the cell's only job, or its shard."""
-    start, stop = CERTIFY_JOBS[wildcards.model][int(wildcards.get("shard", 0))]
-    return f"--start {start} --stop {stop}"
+def job_index(wildcards):
+    """The job of a cell or attack run: its shard, or 0 for a rule that writes the whole log."""
+    return int(wildcards.shard) if "shard" in wildcards.keys() else 0
 
 
-def certify_skip(wildcards):
-    return MODELS[wildcards.model].certify_skip
+def certify_job_arguments(wildcards):
+    """The certify options of a job (its only parameter: rsmooth.pipeline.certify_arguments)."""
+    model = MODELS[wildcards.model]
+    return certify_arguments(config, model, CERTIFY_JOBS[model.id][job_index(wildcards)])
 
 
-def attack_bounds(wildcards):
-    """--start/--stop of an attack job (ATTACK_JOBS, rules/attack.smk)."""
-    return "--start {} --stop {}".format(*ATTACK_JOBS[int(wildcards.get("shard", 0))])
+def attack_job_arguments(wildcards):
+    """The attack options of a job (its only parameter: rsmooth.pipeline.attack_arguments)."""
+    job = ATTACK_JOBS[wildcards.model][job_index(wildcards)]
+    return attack_arguments(config, ATTACK_SETTINGS[wildcards.setting], job)
 
 
 def write_texts(texts, log):
@@ -185,48 +205,31 @@ def attack_group_logs():
     return sorted({log for members in attack_group_members().values() for _, _, log in members})
 
 
-def attack_runs():
-    """Every attack log of the study, as dicts; reads the envelope choice (a checkpoint) when there are groups."""
-    targets = [(None, model, sigma, eps) for model, sigma in ATTACK_MODELS for eps in EMPIRICAL["eps"]]
+def study_attack_runs():
+    """Every attack run of the study (rsmooth.pipeline.attack_runs); reads the envelope choice (a checkpoint)
+    when there are groups."""
+    chosen = None
     if ATTACK_GROUPS:
         chosen = json.loads(Path(checkpoints.choose_attack_targets.get().output[0]).read_text())
-        for group, by_eps in chosen.items():
-            # targets.json names the model "cell" (the file format of finished runs).
-            targets.extend((group, t["cell"], t["sigma"], float(eps)) for eps, t in by_eps.items())
-    return [
-        {
-            "group": group,
-            "cell": model,
-            "sigma": float(sigma),
-            "eps": float(eps),
-            "setting": setting.id,
-            "attack": setting.attack,
-            "base_attack": setting.base_attack,
-            "num_noise": setting.num_noise,
-            "n": setting.n,
-            "log": attack_log(model, float(sigma), setting.id, float(eps)),
-            "certify_log": certification_log(model, float(sigma)),
-        }
-        for group, model, sigma, eps in targets
-        for setting in ATTACK_SETTINGS.values()
-    ]
+    return attack_runs(config, MODELS, chosen)
 
 
 def attack_plan_inputs(wildcards):
     """The attack logs, their shards and the certification logs they are audited against. `all` takes them
     too: Snakemake remakes a deleted shard only when a target needs it (as for the certification shards)."""
-    runs = attack_runs()
+    runs = study_attack_runs()
     shards = {
-        f"{r['log'][: -len('.tsv')]}/shard-{k}.tsv"
+        attack_shard(r["cell"], r["sigma"], r["setting"], r["eps"], k)
         for r in runs
-        for k in range(len(ATTACK_JOBS) if len(ATTACK_JOBS) > 1 else 0)
+        if len(ATTACK_JOBS[r["cell"]]) > 1
+        for k in range(len(ATTACK_JOBS[r["cell"]]))
     }
     return sorted({r["log"] for r in runs} | shards | {r["certify_log"] for r in runs})
 
 
 def attack_plan():
     alpha_certify = config["certify"]["alpha"]
-    return {"alpha_certify": alpha_certify, "alpha_predict": EMPIRICAL["alpha"], "runs": attack_runs()}
+    return {"alpha_certify": alpha_certify, "alpha_predict": EMPIRICAL["alpha"], "runs": study_attack_runs()}
 
 
 def empirical_targets():

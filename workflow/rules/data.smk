@@ -11,7 +11,7 @@ rule prepare_data:
     params:
         script=script("prepare_data.py"),
         root=lambda wc, output: data_root(output[0]),
-        source=config["data"].get("source", "download"),
+        source=config["data"]["source"],
         synthetic=synthetic_arguments(),
     shell:
         "python {params.script} {wildcards.dataset} {output} --root {params.root} "

@@ -15,9 +15,7 @@ rule train_standard_model:
     resources:
         gpu=1,
     params:
-        args=lambda wc: train_arguments(
-            {**config["training"], **config["pseudo_labels"].get("standard_model", {})}
-        ),
+        args=lambda wc: train_arguments({**config["training"], **config["pseudo_labels"]["standard_model"]}),
         script=script("train.py"),
         root=lambda wc, input: data_root(input.data),
     shell:
@@ -35,7 +33,7 @@ rule merge_pseudo_labels:
     params:
         script=script("pseudolabel.py"),
         root=lambda wc, input: data_root(input.cifar10),
-        labels=config.get("pseudo_labels", {}).get("labels", "shipped"),
+        labels=config["pseudo_labels"]["labels"],
         # With --trust-checkpoint folded in, so that the job's parameters stay as they were without it.
         checkpoint=lambda wc, input: (
             f"--checkpoint {input.model} {TRUST_CHECKPOINT}".strip() if "model" in input.keys() else ""
