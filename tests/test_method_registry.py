@@ -16,7 +16,7 @@ from rsmooth.analysis.paper import load_paper_numbers
 from rsmooth.analysis.results import Certification, paper_values
 from rsmooth.dataset_info import TRAIN_SET_SIZE
 from rsmooth.models import get_architecture
-from rsmooth.pipeline import GridModel
+from rsmooth.pipeline import GridModel, complete_config
 from rsmooth.plan import DEFAULT_THROUGHPUT, method_factor, plan_config
 from rsmooth.train.methods import REGISTRY, MethodStep, benchmark_rows
 from rsmooth.train_config import TrainConfig
@@ -70,7 +70,7 @@ def test_the_planner_costs_a_model_of_every_method(method):
         "experiments": {"one": {"grid": {"method": [method]}}},
         "certify": {"n0": 100, "n": 1000, "alpha": 0.001, "skip": 100, "shards": 1},
     }
-    plan = plan_config(config)
+    plan = plan_config(complete_config(config))
     train = TrainConfig(method=method, dataset="cifar10", arch="cifar_resnet110", epochs=2).to_dict()
     factor = method_factor(train)
     assert (

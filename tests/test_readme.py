@@ -8,10 +8,10 @@ import shlex
 from pathlib import Path
 
 import pytest
-import yaml
 from test_presets import PRESETS
 from test_workflow import DEMO_COMMANDS
 
+from rsmooth.pipeline import load_config
 from rsmooth.plan import DEFAULT_THROUGHPUT, plan_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,9 +112,7 @@ def test_readme_links_every_docs_page():
 
 
 def plan(preset: str):
-    return plan_config(
-        yaml.safe_load((ROOT / "config" / preset).read_text()), DEFAULT_THROUGHPUT, name=preset
-    )
+    return plan_config(load_config(ROOT / "config" / preset), DEFAULT_THROUGHPUT, name=preset)
 
 
 def test_cost_figures_are_what_the_plan_computes():
