@@ -40,6 +40,7 @@ from rsmooth.train_config import (
     TrainConfig,
     method_defaults,
 )
+from rsmooth.validation import check_sigma
 
 # Set by the pipeline from the experiment's `init` / `pseudo_labels` keys, never by hand.
 _PATH_FIELDS = PIPELINE_SET
@@ -275,9 +276,11 @@ def grid_models(config: dict[str, Any]) -> dict[str, GridModel]:
             markers = tuple(m for m, on in ((f"init-{init}", init), ("selftrain", pseudo)) if on)
             reference = {**defaults, **(config.get("finetuning", {}) if init else {})}
             mid = model_id(values, reference, markers)
-            sigmas = [float(s) for s in experiment.get("certify_sigmas", [values["sigma"]])]
-            if any(not (math.isfinite(s) and s > 0) for s in sigmas):
-                raise ValueError(f"experiments.{name}: certification sigmas must be positive, got {sigmas}")
+            # The training sigma is the default, and a noise-free method trains at sigma 0: name the key to set.
+            sigmas = [
+                check_sigma(s, f"experiments.{name}.certify_sigmas")
+                for s in experiment.get("certify_sigmas", [values["sigma"]])
+            ]
             model = models.setdefault(mid, GridModel(mid, values, pretrain=pretrain, self_training=pseudo))
             model.experiments.append(name)
             model.certify_sigmas = sorted(set(model.certify_sigmas) | set(sigmas))

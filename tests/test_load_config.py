@@ -19,6 +19,7 @@ from rsmooth.pipeline import (
     attack_runs,
     certify_arguments,
     complete_config,
+    grid_models,
     load_config,
     merge_config,
 )
@@ -201,3 +202,13 @@ def test_attack_runs_are_the_explicit_targets_then_the_chosen_envelope_targets()
         4,
         10,
     )
+
+
+def test_a_noise_free_model_without_certification_sigmas_is_refused_naming_the_key():
+    # pgd_vanilla trains at sigma 0, so the training sigma cannot be its certification default.
+    config = load_config(PAPER_CONFIG)
+    del config["experiments"]["vanilla_pgd"]["certify_sigmas"]
+    with pytest.raises(
+        ValueError, match=r"experiments\.vanilla_pgd\.certify_sigmas must be a positive number, got 0\.0"
+    ):
+        grid_models(config)
