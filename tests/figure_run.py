@@ -51,3 +51,35 @@ def figure_run(directory: Path) -> dict:
         log = write_log(directory / f"{model}.tsv", sigma, accuracy[entry["train"]["method"]], seed=k)
         certifications.append({"model": model, "sigma": sigma, "log": log})
     return {"models": models, "certifications": certifications}
+
+
+ATTACK_EPS = (0.0, 0.25, 0.5)
+ATTACK_SETTINGS = ({"attack": "pgd", "base_attack": False, "num_noise": 1}, {"attack": "pgd", "base_attack": False, "num_noise": 4},
+                   {"attack": "pgd", "base_attack": True, "num_noise": 1})  # fmt: skip
+
+
+def write_attack_log(path: Path, accuracy: float, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    lines = ["idx\tlabel\tpredict\tbasePredict\tcorrect\ttime"]
+    for i in range(IMAGES):
+        label = i % 10
+        correct = rng.random() < accuracy
+        lines.append(f"{i}\t{label}\t{label if correct else (label + 1) % 10}\t{label}\t{int(correct)}\t0.1")
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def attack_plan(directory: Path, grid: dict) -> dict:
+    """An attack plan (``empirical_report.write_empirical_analysis`` reads it): the Gaussian and a SmoothAdv
+    model at sigma 0.25, each its own group, attacked at three eps with SmoothAdv-PGD (m_test 1 and 4) and
+    vanilla PGD, PREDICT with n = 64; empirical accuracy falls with eps and with m_test."""
+    logs = {c["model"]: c["log"] for c in grid["certifications"]}
+    runs = []
+    for group, model in (("cohen", "gaussian_sigma-0.25"), ("smoothadv", "smoothadv_eps-0.25")):
+        for k, setting in enumerate(ATTACK_SETTINGS):
+            for j, eps in enumerate(ATTACK_EPS):
+                accuracy = 0.75 - eps * (0.4 + 0.2 * k) - (0.1 if group == "cohen" else 0.0) * (eps > 0)
+                log = write_attack_log(directory / f"{model}_{k}_{eps}.tsv", accuracy, seed=10 * k + j)
+                runs.append({"cell": model, "sigma": 0.25, "certify_log": logs[model], "group": group, "n": 64,
+                             "eps": eps, "log": log, **setting})  # fmt: skip
+    return {"alpha_certify": 0.001, "alpha_predict": 0.001, "runs": runs}

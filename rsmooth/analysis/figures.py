@@ -311,6 +311,7 @@ def plot_certified_and_empirical(
     for name, (x, y) in empirical.items():
         ax.plot(x, y, label=name, linewidth=1.2, marker="o", markersize=3.5, **next(styles))
     _axes_style(ax, max_radius, title)
+    ax.set_xlabel("ℓ2 radius (certified) or attack budget eps (empirical)")
     ax.set_ylabel("accuracy")
     _legend_outside(ax)
     return _save(fig, path, provenance, footer)
