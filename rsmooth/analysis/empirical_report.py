@@ -95,6 +95,10 @@ def write_empirical_analysis(
     ``plan`` under ``out``; return the files written."""
     out = Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "figures").glob(
+        "*.png"
+    ):  # a figure this run cannot draw must not survive from another
+        stale.unlink()
     frame = accuracy_frame(plan)
     certify_logs = {_model(run): read_certify_log(run["certify_log"]) for run in plan["runs"]}
     # Drawn up to the largest attacked eps or certified radius, whichever is larger, in whole quarters.
