@@ -665,7 +665,8 @@ def write_figures(
             plot_envelopes(
                 compared,
                 out / "ablation_method.png",
-                title="SmoothAdv against the vanilla-PGD baselines",
+                # Titled for what it holds: Figure 4's vanilla-PGD baselines only where the run has them.
+                title="Upper envelopes: " + ", ".join(compared),
                 footer=footer,
                 **plot,
             )
