@@ -31,7 +31,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from rsmooth.analysis.grids import PLOT_STEP, plot_max_radius, radius_grid
+from rsmooth.analysis.grids import plot_max_radius
 from rsmooth.analysis.metrics import (
     Logs,
     average_certified_radius,
@@ -126,10 +126,6 @@ def _save(
     with atomic_open(path, "wb") as handle:
         handle.write(buffer.getvalue())
     return path
-
-
-def _grid(max_radius: float, step: float) -> np.ndarray:
-    return radius_grid(0.0, max_radius, step)
 
 
 # -- curves ----------------------------------------------------------------------------------------------------
@@ -227,7 +223,6 @@ def plot_certified_accuracy(
     path: str | os.PathLike,
     *,
     max_radius: float,
-    step: float = PLOT_STEP,
     title: str | None = None,
     legend_title: str | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -249,7 +244,6 @@ def plot_envelopes(
     path: str | os.PathLike,
     *,
     max_radius: float,
-    step: float = PLOT_STEP,
     title: str | None = None,
     styles: Mapping[str, Mapping[str, Any]] | None = None,
     provenance: Mapping[str, Any] | None = None,
@@ -272,7 +266,6 @@ def plot_ablation(
     *,
     parameter: str,
     max_radius: float,
-    step: float = PLOT_STEP,
     provenance: Mapping[str, Any] | None = None,
 ) -> Path:
     """One panel per fixed setting (e.g. per sigma), one curve per value of the ablated ``parameter``
@@ -481,15 +474,16 @@ def model_paper_points(certification: Any, paper: pd.DataFrame, dataset: str) ->
     """The published points of one model: its rows in the papers' per-model tables (a model trained from
     scratch and certified at its own sigma; the method decides the rows, as for the scorecard)."""
     model = certification.model
-    if not model.from_scratch or certification.sigma != model.train["sigma"]:
-        return paper_points(paper, dataset=dataset, method="", setting="", sigma=None).iloc[:0]
-    frames = [
-        paper_points(
-            paper, dataset=dataset, method=row.method, setting=row.setting, sigma=certification.sigma
-        )
-        for row in get_method(model.train["method"]).paper_rows(dataset, model.train)
-    ]
-    return pd.concat(frames, ignore_index=True).drop_duplicates(["radius", "value"]) if frames else frames
+    frames = [paper_points(paper, dataset=dataset, method="", setting="", sigma=None).iloc[:0]]
+    if model.from_scratch and certification.sigma == model.train["sigma"]:
+        frames += [
+            paper_points(
+                paper, dataset=dataset, method=row.method, setting=row.setting, sigma=certification.sigma
+            )
+            for row in get_method(model.train["method"]).paper_rows(dataset, model.train)
+        ]
+    points = pd.concat(frames, ignore_index=True).drop_duplicates(["radius", "value"])
+    return points.sort_values("radius", kind="stable").reset_index(drop=True)
 
 
 def plot_paper_vs_run(
