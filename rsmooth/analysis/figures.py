@@ -402,7 +402,14 @@ def plot_envelope_panels(
     drawn = {}
     for ax, (group, logs) in zip(axes.flat, groups.items(), strict=False):
         style = curve_styles(1)[0]
-        _draw_curve(ax, logs, max_radius, style, f"this run: envelope of {len(logs)} logs", band=True)
+        _draw_curve(
+            ax,
+            logs,
+            max_radius,
+            style,
+            f"this run: envelope of {len(logs)} logs" if len(logs) > 1 else "this run: its one log",
+            band=True,
+        )
         method, setting = _PAPER_GROUPS.get(group, (None, None))
         points = (
             paper_points(paper, dataset=facts.dataset, method=method, setting=setting, sigma=None)
@@ -430,42 +437,31 @@ def plot_per_sigma_panels(
     provenance: Mapping[str, Any] | None = None,
     footer: str | None = None,
 ) -> dict[tuple[str, float], dict[str, pd.DataFrame]]:
-    """Small multiples: a row per method group, a column per sigma; in each panel the group's models certified
-    at that sigma (the :data:`MAX_PER_PANEL` with the highest ACR), each with its Clopper-Pearson band and, in
-    its colour, the paper's published points for that model (its per-model table row), and the largest radius
-    certifiable at that sigma. Returns the paper points drawn, by panel and curve."""
+    """Small multiples, one panel per (method group, sigma) the run certified, by group then sigma, three to a
+    row: the group's models certified at that sigma (the :data:`MAX_PER_PANEL` with the highest ACR), each
+    with its Clopper-Pearson band and, in its colour, the paper's published points for that model (its
+    per-model table row), and the largest radius certifiable at that sigma. Returns the paper points drawn,
+    by panel and curve."""
     groups = list(dict.fromkeys(g for g, _ in cells))
-    sigmas = sorted({s for _, s in cells})
-    fig, axes = _panel_grid(len(groups), len(sigmas), width=4.6)
+    panels = sorted((k for k in cells if cells[k]), key=lambda k: (groups.index(k[0]), k[1]))
+    columns = min(3, len(panels))
+    fig, axes = _panel_grid(-(-len(panels) // columns), columns, width=4.6)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_axis_off()
     drawn: dict[tuple[str, float], dict[str, pd.DataFrame]] = {}
-    for i, group in enumerate(groups):
-        for j, sigma in enumerate(sigmas):
-            ax = axes[i, j]
-            chosen = sorted(cells.get((group, sigma), ()), key=lambda c: -average_certified_radius(c.log))
-            if not chosen:
-                ax.set_axis_off()
-                ax.text(
-                    0.5,
-                    0.5,
-                    f"{group}\nnot certified at σ = {format_value(sigma)}",
-                    ha="center",
-                    va="center",
-                    transform=ax.transAxes,
-                    fontsize="small",
-                    color="grey",
-                )
-                continue
-            shown = chosen[:MAX_PER_PANEL]
-            drawn[(group, sigma)] = {}
-            for c, style in zip(shown, curve_styles(len(shown)), strict=True):
-                _draw_curve(ax, {c.name: c.log}, max_radius, style, c.model.id, band=True)
-                points = model_paper_points(c, paper, facts.dataset)
-                _draw_paper(ax, points, style["color"], f"paper ({_tables(points)})")
-                drawn[(group, sigma)][c.name] = points
-            _mark_reach(ax, facts.reach(sigma))
-            more = f", best {len(shown)} of {len(chosen)} by ACR" if len(chosen) > len(shown) else ""
-            _axes_style(ax, max_radius, f"{group}, σ = {format_value(sigma)}{more}")
-            _legend_below(ax)
+    for ax, (group, sigma) in zip(axes.flat, panels, strict=False):
+        chosen = sorted(cells[(group, sigma)], key=lambda c: -average_certified_radius(c.log))
+        shown = chosen[:MAX_PER_PANEL]
+        drawn[(group, sigma)] = {}
+        for c, style in zip(shown, curve_styles(len(shown)), strict=True):
+            _draw_curve(ax, {c.name: c.log}, max_radius, style, c.model.id, band=True)
+            points = model_paper_points(c, paper, facts.dataset)
+            _draw_paper(ax, points, style["color"], f"paper ({_tables(points)})")
+            drawn[(group, sigma)][c.name] = points
+        _mark_reach(ax, facts.reach(sigma))
+        more = f", best {len(shown)} of {len(chosen)} by ACR" if len(chosen) > len(shown) else ""
+        _axes_style(ax, max_radius, f"{group}, σ = {format_value(sigma)}{more}")
+        _legend_below(ax)
     _save(fig, path, provenance, footer)
     return drawn
 
