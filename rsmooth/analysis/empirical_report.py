@@ -5,11 +5,13 @@ log with its model (``cell``, ``sigma``, the certification ``certify_log``), its
 ``null`` for a model attacked at every eps), the setting (``attack``, ``base_attack``, ``num_noise``, ``n``),
 ``eps`` and ``log``; plus ``alpha_certify`` and ``alpha_predict``.
 
-Outputs under ``out``: ``figures/m_test.png`` (certified vs empirical for each m_test and vanilla PGD, Figure 3),
+Outputs under ``out``, the figures only where the run has two settings or more to compare in them (the report
+lists what is there): ``figures/m_test.png`` (certified vs empirical for each m_test and vanilla PGD, Figure 3),
 ``figures/n.png`` (empirical accuracy vs PREDICT's n, Figure 7), ``figures/estimator.png`` (plug-in vs
-gradient-free, Figure 8), ``figures/groups.png`` (certified and empirical per group, e.g. SmoothAdv vs Cohen),
-``accuracy.{csv,html}`` (empirical accuracy per model, setting and eps, with the certified accuracy of the same
-model at that radius), ``audit.{csv,html}``. A figure with nothing to compare says so on an empty canvas.
+gradient-free, Figure 8, only where the gradient-free estimator ran), ``figures/groups.png`` (certified and
+empirical per group, e.g. SmoothAdv vs Cohen), ``accuracy.{csv,html}`` (empirical accuracy per model, setting and
+eps, with the certified accuracy of the same model at that radius), ``audit.{csv,html}``. The certified curves
+are the full step curves of the attacked models' certification logs, not only their values at the attacked eps.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rsmooth.analysis.empirical import audit_summary, certificate_audit, empirical_accuracy
-from rsmooth.analysis.figures import empty_figure, plot_certified_and_empirical
+from rsmooth.analysis.figures import plot_certified_and_empirical, step_curve
 from rsmooth.analysis.metrics import certified_accuracy
 from rsmooth.analysis.tables import write_html_page
 from rsmooth.io import atomic_open
@@ -48,7 +50,7 @@ def accuracy_frame(plan: Mapping[str, Any]) -> pd.DataFrame:
         rows.append(
             {
                 "group": run["group"] or "",
-                "model": f"{run['cell']} @ sigma {run['sigma']}",
+                "model": _model(run),
                 "setting": _label(run),
                 "attack": run["attack"],
                 "base_attack": bool(run["base_attack"]),
@@ -70,20 +72,45 @@ def _curves(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def _certified(frame: pd.DataFrame, label: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    # The certified accuracy of the model attacked at each eps: the envelope for a group.
-    part = frame.drop_duplicates("eps").sort_values("eps")
-    return {f"certified, {label}": (part["eps"].to_numpy(), part["certified_accuracy"].to_numpy())}
+def _model(run: Mapping[str, Any]) -> str:
+    return f"{run['cell']} @ sigma {run['sigma']}"
+
+
+def certified_curve(
+    part: pd.DataFrame, certify_logs: Mapping[str, pd.DataFrame], label: str, max_radius: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The full certified step curve of the models attacked in ``part`` (``certify_logs`` by model), from
+    their certification logs: one model's own curve, or for a group the upper envelope of the models its eps
+    attacked (at each attacked eps that is the group's best model there, as the authors chose)."""
+    models = list(dict.fromkeys(part["model"]))
+    what = f" (envelope of the {len(models)} models attacked)" if len(models) > 1 else ""
+    curve = step_curve({m: certify_logs[m] for m in models}, max_radius)
+    return {f"certified, {label}{what}": curve}
 
 
 def write_empirical_analysis(
     plan: Mapping[str, Any], out: str | os.PathLike, provenance: Mapping[str, Any] | None = None
 ) -> list[Path]:
-    """Write the figures, the accuracy table and the certificate audit of ``plan`` under ``out``."""
+    """Write the figures that have something to show, the accuracy table and the certificate audit of
+    ``plan`` under ``out``; return the files written."""
     out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "figures").glob(
+        "*.png"
+    ):  # a figure this run cannot draw must not survive from another
+        stale.unlink()
     frame = accuracy_frame(plan)
-    max_radius = max(2.25, float(frame["eps"].max()) if len(frame) else 0.0)
+    certify_logs = {_model(run): read_certify_log(run["certify_log"]) for run in plan["runs"]}
+    # Drawn up to the largest attacked eps or certified radius, whichever is larger, in whole quarters.
+    largest = max(
+        [0.0, *frame["eps"], *(float(df["radius"].max()) for df in certify_logs.values() if len(df))]
+    )
+    max_radius = (np.floor(largest / 0.25) + 1) * 0.25
     written = []
+    footer = (
+        f"Certified: the CERTIFY logs of the models attacked (alpha = {plan['alpha_certify']:g}); empirical: "
+        f"PREDICT on the adversarial examples (alpha = {plan['alpha_predict']:g}), at the attacked eps (markers)."
+    )
     # One "study" is an envelope group, or one model attacked at every eps.
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     for (group, model), part in frame.groupby(["group", "model"], sort=False) if len(frame) else ():
@@ -92,20 +119,17 @@ def write_empirical_analysis(
     first = next(iter(studies), None)
 
     def figure(name: str, select, title: str) -> None:
+        # A figure is written only where the run has two settings or more to compare in it.
         if first is None:
-            written.append(
-                empty_figure(out / "figures" / f"{name}.png", "no attacks in this run", provenance)
-            )
             return
         part = select(studies[first])
         if part["setting"].nunique() < 2:
-            message = f"this run has fewer than two attack settings to compare for '{name}'"
-            written.append(empty_figure(out / "figures" / f"{name}.png", message, provenance))
             return
         written.append(
             plot_certified_and_empirical(
-                _certified(part, first), _curves(part), out / "figures" / f"{name}.png",
-                max_radius=max_radius, title=f"{title} ({first})", provenance=provenance,
+                certified_curve(part, certify_logs, first, max_radius), _curves(part),
+                out / "figures" / f"{name}.png", max_radius=max_radius, title=f"{title} ({first})",
+                provenance=provenance, footer=footer,
             )
         )  # fmt: skip
 
@@ -122,29 +146,27 @@ def write_empirical_analysis(
         lambda p: p[p["attack"].eq("pgd") & ~p["base_attack"] & p["num_noise"].eq(p["num_noise"].max())],
         "Empirical accuracy for each n of PREDICT",
     )
-    figure(
-        "estimator",
-        lambda p: at_top_n(p[p["attack"].isin(["pgd", "pgd_stein"]) & ~p["base_attack"]]),
-        "Plug-in vs gradient-free estimator",
-    )
+    # Figure 8 only where the gradient-free estimator ran: without it the plug-in settings alone are m_test's.
+    if first is not None and studies[first]["attack"].eq("pgd_stein").any():
+        figure(
+            "estimator",
+            lambda p: at_top_n(p[p["attack"].isin(["pgd", "pgd_stein"]) & ~p["base_attack"]]),
+            "SmoothAdv-PGD (plug-in) vs the gradient-free estimator",
+        )
     if len(studies) >= 2:
         certified: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         empirical: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, part in studies.items():
-            certified.update(_certified(part, name))
+            certified.update(certified_curve(part, certify_logs, name, max_radius))
             best = at_top_n(part[~part["base_attack"]])
             best = best[best["num_noise"] == best["num_noise"].max()].sort_values("eps")
             empirical[f"empirical, {name}"] = (best["eps"].to_numpy(), best["empirical_accuracy"].to_numpy())
         written.append(
             plot_certified_and_empirical(
                 certified, empirical, out / "figures" / "groups.png", max_radius=max_radius,
-                title="Certified and empirical accuracy per group", provenance=provenance,
+                title="Certified and empirical accuracy per group", provenance=provenance, footer=footer,
             )
         )  # fmt: skip
-    else:
-        written.append(
-            empty_figure(out / "figures" / "groups.png", "only one group of models was attacked", provenance)
-        )
 
     with atomic_open(out / "accuracy.csv") as handle:
         frame.to_csv(handle, index=False)

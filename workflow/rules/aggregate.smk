@@ -55,30 +55,30 @@ rule aggregate:
         "--out {params.out} > {log} 2>&1"
 
 
+# The figures are a directory: which of them a run has depends on its models and on the paper tables it
+# covers (a figure with nothing to show is not written), so they cannot be declared one by one. The report
+# lists every PNG there (patterns), each with its own caption (figures.rst, by the `figure` wildcard).
 rule figures:
     input:
         grid=rules.describe_grid.output.grid,
         config=rules.describe_grid.output.config,
         logs=all_certification_logs(),
     output:
-        [
-            report(
-                f"{ANALYSIS}/figures/{f}.png",
-                caption="../report/figures.rst",
-                category="Figures",
-                labels={"figure": f},
-            )
-            for f in ANALYSIS_FIGURES
-        ],
+        figures=report(
+            directory(f"{ANALYSIS}/figures"),
+            patterns=["{figure}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
     log:
         "results/logs/figures.log",
     localrule: True
     params:
         script=script("figures.py"),
-        out=lambda wc, output: Path(output[0]).parent,
     shell:
         "python {params.script} --grid {input.grid} --config {input.config} "
-        "--out {params.out} > {log} 2>&1"
+        "--out {output.figures} > {log} 2>&1"
 
 
 # The cost estimate of the config (rsmooth.plan): local, seconds, no GPU. `throughput` (a file) replaces the
