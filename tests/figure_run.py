@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import norm
 
-CERTIFY = {"procedure": "cohen", "n0": 32, "n": 256, "alpha": 0.001}
+# The loaded config's certify section (every key filled in), at N0 = 32, N = 256.
+CERTIFY = {"procedure": "cohen", "test": "union", "precision": "fp32", "n0": 32, "n": 256, "alpha": 0.001}
 IMAGES = 40
 
 

@@ -861,7 +861,12 @@ def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
     assert (card["status"] != "not run").any() and len(certifications) == 4
     assert "σ = 0.125" in (tmp_path / "out/tables/envelope_per_sigma.md").read_text()
     written = figures.write_figures(
-        certifications, tmp_path / "figures", max_radius=2.25, provenance={"x": 1}, certify=config["certify"]
+        certifications,
+        tmp_path / "figures",
+        max_radius=2.25,
+        provenance={"x": 1},
+        dataset="cifar10",
+        certify=config["certify"],
     )
     # One value of m_train and of eps: those ablations have nothing to show and are not written.
     stems = [p.stem for p in written]

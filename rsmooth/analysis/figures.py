@@ -353,11 +353,9 @@ class RunFacts:
 
     def reach(self, sigma: float) -> float | None:
         """CERTIFY's largest certifiable radius at ``sigma``; None for the sequential procedure (grid radii)."""
-        if self.certify.get("procedure", "cohen") != "cohen":
+        if self.certify["procedure"] != "cohen":
             return None
-        return max_certifiable_radius(
-            sigma, int(self.certify.get("n", 100000)), float(self.certify.get("alpha", 0.001))
-        )
+        return max_certifiable_radius(sigma, int(self.certify["n"]), float(self.certify["alpha"]))
 
 
 def _footer(certifications: Sequence[Any], facts: RunFacts, extra: str = "") -> str:
@@ -543,7 +541,7 @@ def paper_vs_run_cells(
     """The scorecard's cells that the run has, per ``(paper, table)``, for the rates it can put an interval
     on (ACR, in radius units, is left to the scorecard), each marked ``beyond_reach`` where its radius exceeds
     what CERTIFY can certify at the cell's sigma (an envelope's: the run's largest)."""
-    acr = facts.certify.get("procedure", "cohen") == "cohen"
+    acr = facts.certify["procedure"] == "cohen"
     values = paper_values(certifications, facts.dataset, acr=acr)
     if not len(values):
         return {}
@@ -568,8 +566,8 @@ def write_figures(
     *,
     max_radius: float,
     provenance: Mapping[str, Any],
-    dataset: str = "cifar10",
-    certify: Mapping[str, Any] | None = None,
+    dataset: str,
+    certify: Mapping[str, Any],
     paper: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write under ``out`` the figures of a run's certifications
@@ -578,14 +576,14 @@ def write_figures(
     multiples beside the papers' published points; one representative SmoothAdv model per sigma (SmoothAdv
     Figure 1); the ablations over m_train, eps and training method (Figures 4-6) where the run has two
     values or more; and a paper-vs-run scatter per paper table the run has cells of. ``certify`` is the
-    config's ``certify`` section (N, alpha, procedure, precision); ``paper`` the published numbers (default:
-    the shipped ones)."""
+    loaded config's ``certify`` section (``rsmooth.pipeline.load_config``: N, alpha, procedure, precision);
+    ``paper`` the published numbers (default: the shipped ones)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if not certifications:
         return written
-    facts = RunFacts(dataset, dict(certify or {}))
+    facts = RunFacts(dataset, dict(certify))
     paper = load_paper_numbers() if paper is None else paper
     plot = {"max_radius": max_radius, "provenance": provenance}
     footer = _footer(certifications, facts)
