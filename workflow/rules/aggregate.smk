@@ -36,6 +36,11 @@ rule aggregate:
             caption="../report/scorecard.rst",
             category="Scorecard",
         ),
+        not_run=report(
+            f"{ANALYSIS}/scorecard_not_run.html",
+            caption="../report/scorecard_not_run.rst",
+            category="Scorecard",
+        ),
         certifications=report(
             f"{ANALYSIS}/cells.html", caption="../report/cells.rst", category="Per-cell results"
         ),
