@@ -114,7 +114,12 @@ rule runtimes:
         plan=rules.plan.output.csv,
         config=rules.describe_grid.output.config,
     output:
-        report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
+        page=report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
+        plan_figure=report(
+            f"{ANALYSIS}/runtimes_plan.png",
+            caption="../report/runtimes_plan.rst",
+            category="Run times",
+        ),
     log:
         "results/logs/runtimes.log",
     localrule: True
@@ -122,8 +127,9 @@ rule runtimes:
         script=script("runtimes.py"),
         benchmarks="results/benchmarks",
         # The efficiency table: work logs under results/, retries from the SLURM profile's slurm-logdir.
-        results=lambda wc, output: Path(output[0]).parents[1],  # results/analysis/runtimes.html
+        results=lambda wc, output: Path(output.page).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
-        "python {params.script} {params.benchmarks} {output} --plan {input.plan} --config {input.config} "
+        "python {params.script} {params.benchmarks} {output.page} --plan {input.plan} "
+        "--plan-figure {output.plan_figure} --config {input.config} "
         "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"
