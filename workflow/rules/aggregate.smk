@@ -53,10 +53,9 @@ rule aggregate:
         "results/logs/aggregate.log",
     localrule: True
     params:
-        script=script("aggregate.py"),
         out=lambda wc, output: Path(output.scorecard).parent,
     shell:
-        "python {params.script} --grid {input.grid} --config {input.config} "
+        "python " + script("aggregate.py") + " --grid {input.grid} --config {input.config} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -79,10 +78,9 @@ rule figures:
         "results/logs/figures.log",
     localrule: True
     params:
-        script=script("figures.py"),
         out=lambda wc, output: Path(output[0]).parent,
     shell:
-        "python {params.script} --grid {input.grid} --config {input.config} "
+        "python " + script("figures.py") + " --grid {input.grid} --config {input.config} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -99,11 +97,12 @@ rule plan:
         "results/logs/plan.log",
     localrule: True
     params:
-        script=script("plan.py"),
         throughput=lambda wc, input: f"--throughput {input.throughput}" if input.throughput else "",
         out=lambda wc, output: Path(output.csv).parent,
     shell:
-        "python {params.script} {input.config} --name configuration {params.throughput} --out {params.out} "
+        "python "
+        + script("plan.py")
+        + " {input.config} --name configuration {params.throughput} --out {params.out} "
         "> {log} 2>&1"
 
 
@@ -124,12 +123,11 @@ rule runtimes:
         "results/logs/runtimes.log",
     localrule: True
     params:
-        script=script("runtimes.py"),
         benchmarks="results/benchmarks",
         # The efficiency table: work logs under results/, retries from the SLURM profile's slurm-logdir.
         results=lambda wc, output: Path(output.page).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
-        "python {params.script} {params.benchmarks} {output.page} --plan {input.plan} "
+        "python " + script("runtimes.py") + " {params.benchmarks} {output.page} --plan {input.plan} "
         "--plan-figure {output.plan_figure} --config {input.config} "
         "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"

@@ -171,8 +171,9 @@ rule empirical:
         "results/logs/empirical.log",
     localrule: True
     params:
-        script=script("empirical.py"),
         out=lambda wc, output: Path(output.accuracy).parent,
     shell:
-        "python {params.script} --plan {input.plan} --config {input.config} --out {params.out} "
+        "python "
+        + script("empirical.py")
+        + " --plan {input.plan} --config {input.config} --out {params.out} "
         "> {log} 2>&1"

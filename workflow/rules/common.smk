@@ -68,7 +68,9 @@ wildcard_constraints:
 
 
 def script(name):
-    """A script of scripts/ by absolute path (passed as a param, so the workflow runs from any directory)."""
+    """A script of scripts/ by absolute path, so the workflow runs from any directory. The rules whose outputs go
+    into the report put it in their shell command, not in params: the report shows every job's params, and must
+    not show the paths of the machine that ran it."""
     return str(SCRIPTS / name)
 
 
