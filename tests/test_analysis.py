@@ -975,3 +975,63 @@ def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
     )
     assert [p.stem for p in written] == list(figures.RUN_FIGURES)
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_provenance_per_result_shows_checksums_command_and_date_and_no_absolute_path(
+    tmp_path, run_grid, monkeypatch
+):
+    """A hand-made run in a working directory: one log with the run record certify.py writes beside it, one
+    merged from two shards that kept only their settings (a log written before the records existed)."""
+    from rsmooth.analysis import provenance as P
+    from rsmooth.logformat import CERTIFY_HEADER, format_row
+
+    monkeypatch.chdir(tmp_path)
+    stamp = tmp_path / "resources/data/.ready/cifar10.json"
+    stamp.parent.mkdir(parents=True)
+    batch = "resources/data/cifar-10-batches-py/test_batch"
+    stamp.write_text(json.dumps({"dataset": "cifar10", "files": {batch: 10}, "sha256": {batch: "ab" * 32}}))
+    checkpoint = tmp_path / "results/models/m/model.pt"
+    log = tmp_path / "results/certify/m/sigma-0.25.tsv"
+    for path in (checkpoint, log):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"weights")
+    log.write_text("\t".join(CERTIFY_HEADER) + "\n" + format_row(0, 1, 1, 0.3, 0.5))
+    argv = [str(prov_module._CHECKOUT / "scripts/certify.py"), str(log), "--checkpoint", str(checkpoint), f"--data-root={tmp_path / 'resources/data'}"]  # fmt: skip
+    record = P.run_record(
+        argv, checkpoint=checkpoint, checkpoint_sha256="cd" * 32, data_stamp=stamp, device="cpu"
+    )
+    P.write_provenance_sidecar(log, record)
+    assert record["command"] == (
+        "python scripts/certify.py results/certify/m/sigma-0.25.tsv --checkpoint results/models/m/model.pt "
+        "--data-root=resources/data"
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["date_utc"])
+    assert record["data"]["files"] == {batch: "ab" * 32}
+    assert {"gpu", "driver", "cuda", "torch", "device"} <= set(record["host"])
+    assert A.read_certify_log(log)["radius"].tolist() == [0.3]  # the log itself is untouched
+
+    merged = tmp_path / "results/certify/m/sigma-0.5.tsv"
+    merged.write_text("\t".join(CERTIFY_HEADER) + "\n" + format_row(0, 1, 1, 0.3, 0.5) + format_row(1, 1, 1, 0.3, 0.5))  # fmt: skip
+    for shard in (0, 1):
+        done = merged.with_suffix("") / f"shard-{shard}.tsv.done"
+        done.parent.mkdir(exist_ok=True)
+        done.write_text('# rsmooth-certify {"checkpoint_sha256": "' + "ef" * 32 + '", "device": "cuda"}\n')
+        (merged.with_suffix("") / f"shard-{shard}.tsv").write_text("\t".join(CERTIFY_HEADER) + "\n")
+    rows, data = P.provenance_table([(str(log), "m", 0.25), (str(merged), "m", 0.5)])
+    assert [r["checkpoint sha256"] for r in rows] == ["cd" * 32, "ef" * 32, "ef" * 32]  # one row per shard
+    assert rows[0]["command"].startswith("python scripts/certify.py") and rows[1]["command"] == "not recorded"
+    assert rows[1]["recorded"] == "settings" and rows[1]["GPU"] == "not recorded"
+    assert data == {batch: "ab" * 32}
+
+    # The configuration page shows them, and no absolute path of this machine.
+    grid = {"models": run_grid["models"], "certifications": [
+        {**run_grid["certifications"][0], "log": "results/certify/m/sigma-0.25.tsv"},
+        *run_grid["certifications"][1:],
+    ]}  # fmt: skip
+    config = {"training": {"dataset": "cifar10", "seed": 0}, "certify": {"alpha": 0.001, "n": 256}, "analysis": {"radii": [0.0, 0.25]}}  # fmt: skip
+    A.write_results(grid, config, tmp_path / "out")
+    page = (tmp_path / "out/configuration.html").read_text()
+    assert "cd" * 32 in page and "ab" * 32 in page and record["date_utc"] in page
+    assert "python scripts/certify.py results/certify/m/sigma-0.25.tsv" in page
+    for shown in (page, (tmp_path / "out/provenance.csv").read_text(), (tmp_path / "out/scorecard.html").read_text()):  # fmt: skip
+        assert str(tmp_path) not in shown and str(prov_module._CHECKOUT) not in shown

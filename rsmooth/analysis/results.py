@@ -61,7 +61,7 @@ from rsmooth.analysis.paper import (
     scorecard_table,
     seed_summary,
 )
-from rsmooth.analysis.provenance import collect_provenance
+from rsmooth.analysis.provenance import PROVENANCE_COLUMNS, collect_provenance, provenance_table
 from rsmooth.analysis.tables import (
     NO_ACR,
     Table,
@@ -373,11 +373,16 @@ def write_results(
     write_html_page(out / "cells.html", "Per-cell results", body, settings.provenance)
 
     provenance = settings.provenance
+    results = [(c.log.attrs["path"], c.model.id, c.sigma) for c in certifications]
+    per_result, data_files = provenance_table(results)
+    with atomic_open(out / "provenance.csv") as handle:
+        pd.DataFrame(per_result, columns=PROVENANCE_COLUMNS).to_csv(handle, index=False)
     config_body = (
-        f"<h2>Configuration</h2><pre>{html.escape(_yaml(config))}</pre>"
-        f"<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>"
         f"<p>{len(grid['models'])} models, {len(certifications)} certification logs, "
         f"{sum(len(c.log) for c in certifications)} certified images.</p>"
+        + _provenance_section(per_result, data_files)
+        + f"<h2>Code and packages</h2><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>"
+        f"<h2>Configuration</h2><pre>{html.escape(_yaml(config))}</pre>"
     )
     write_html_page(out / "configuration.html", "Configuration", config_body, provenance)
     return card, certifications
@@ -480,6 +485,32 @@ def _not_run_body(missing: pd.DataFrame, settings: Settings) -> str:
     )
     table = Table(shown.set_index("paper").astype(object), caption=caption, data=missing)
     return f"<p>{len(missing)} cells.</p>" + (to_html(table, fragment=True) if len(missing) else "")
+
+
+def _provenance_section(per_result: list[dict[str, Any]], data_files: Mapping[str, Any]) -> str:
+    """Per result, the run that wrote it (``rsmooth.analysis.provenance``), and the data files' checksums."""
+    frame = pd.DataFrame(per_result, columns=PROVENANCE_COLUMNS)
+    results = Table(
+        frame.set_index("result").astype(object),
+        caption="Per certification log: the checkpoint certified, the command, date and host of the job that "
+        "wrote it (one row per shard of a merged log); paths relative to the run's working directory",
+        data=frame,
+    )
+    files = pd.DataFrame(
+        {"file": list(data_files), "sha256 (or size in bytes)": [str(v) for v in data_files.values()]}
+    )
+    data = Table(
+        files.set_index("file").astype(object) if len(files) else pd.DataFrame({"file": ["none recorded"]}),
+        caption="The data files the certifications read, with the sha256 computed when the data set was put "
+        "in place (a size where the data set's stamp predates the checksums)",
+        data=files,
+    )
+    return (
+        "<h2>Provenance per result</h2>"
+        + (to_html(results, fragment=True) if len(frame) else "<p>no results</p>")
+        + "<h2>Data files</h2>"
+        + to_html(data, fragment=True)
+    )
 
 
 def _yaml(config: Mapping[str, Any]) -> str:
