@@ -261,8 +261,18 @@ def result_provenance(log: str | os.PathLike) -> list[dict[str, Any]]:
 
 PROVENANCE_COLUMNS = [
     "result", "model", "sigma", "checkpoint sha256", "command", "date (UTC)", "device", "GPU", "driver",
-    "CUDA", "torch", "data files hashed", "recorded",
+    "CUDA", "torch", "data files hashed", "trained (UTC)", "trained on", "recorded",
 ]  # fmt: skip
+
+
+def _training_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The record ``scripts/train.py`` wrote beside the checkpoint a certification names, if it is there."""
+    path = checkpoint.get("path")
+    sidecar = Path(f"{path}{SIDECAR_SUFFIX}") if path and not str(path).startswith(".../") else None
+    try:
+        return json.loads(sidecar.read_text()) if sidecar is not None else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def provenance_table(
@@ -281,6 +291,8 @@ def provenance_table(
             files = (record.get("data") or {}).get("files", {})
             data.update(files)
             hashed = sum(isinstance(v, str) and len(v) == 64 for v in files.values())
+            training = _training_record(checkpoint)
+            trained_host = training.get("host") or {}
             rows.append(
                 {
                     "result": shown_path(Path(log).absolute()),
@@ -295,6 +307,8 @@ def provenance_table(
                     "CUDA": host.get("cuda") or missing,
                     "torch": host.get("torch") or missing,
                     "data files hashed": f"{hashed} of {len(files)}" if files else missing,
+                    "trained (UTC)": training.get("date_utc") or missing,
+                    "trained on": trained_host.get("gpu") or trained_host.get("device") or missing,
                     "recorded": record.get("recorded", "run record"),
                 }
             )
