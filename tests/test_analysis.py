@@ -1017,10 +1017,13 @@ def test_provenance_per_result_shows_checksums_command_and_date_and_no_absolute_
         done.parent.mkdir(exist_ok=True)
         done.write_text('# rsmooth-certify {"checkpoint_sha256": "' + "ef" * 32 + '", "device": "cuda"}\n')
         (merged.with_suffix("") / f"shard-{shard}.tsv").write_text("\t".join(CERTIFY_HEADER) + "\n")
-    trained = {"date_utc": "2026-01-02T03:04:05+00:00", "host": {"gpu": "NVIDIA H200", "device": "cuda"}}
+    trained = {"date_utc": "2026-01-02T03:04:05+00:00", "host": {"gpu": "NVIDIA H200", "device": "cuda"},
+               "checkpoint": {"path": "results/models/m/model.pt", "sha256": "cd" * 32}}  # fmt: skip
     P.write_provenance_sidecar(checkpoint, trained)  # what scripts/train.py writes beside the checkpoint
     rows, data = P.provenance_table([(str(log), "m", 0.25), (str(merged), "m", 0.5)])
     assert rows[0]["trained (UTC)"] == "2026-01-02T03:04:05+00:00" and rows[0]["trained on"] == "NVIDIA H200"
+    # The shards certified a checkpoint of another sha256: the training record is not theirs.
+    assert rows[1]["trained (UTC)"] == "another checkpoint (retrained since)"
     assert [r["checkpoint sha256"] for r in rows] == ["cd" * 32, "ef" * 32, "ef" * 32]  # one row per shard
     assert rows[0]["command"].startswith("python scripts/certify.py") and rows[1]["command"] == "not recorded"
     assert rows[1]["recorded"] == "settings" and rows[1]["GPU"] == "not recorded"

@@ -265,14 +265,21 @@ PROVENANCE_COLUMNS = [
 ]  # fmt: skip
 
 
-def _training_record(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
-    """The record ``scripts/train.py`` wrote beside the checkpoint a certification names, if it is there."""
-    path = checkpoint.get("path")
-    sidecar = Path(f"{path}{SIDECAR_SUFFIX}") if path and not str(path).startswith(".../") else None
+def _training_record(checkpoint: Mapping[str, Any], default_path: Path) -> dict[str, Any]:
+    """The record ``scripts/train.py`` wrote beside the checkpoint a certification names (``default_path``, the
+    workflow's ``results/models/<model>/model.pt``, where the certification's record names none), if it is
+    there; ``{"other checkpoint": True}`` when it is the record of another checkpoint (retrained since)."""
+    path = checkpoint.get("path") or default_path
+    if str(path).startswith(".../"):
+        return {}
     try:
-        return json.loads(sidecar.read_text()) if sidecar is not None else {}
+        record = json.loads(Path(f"{path}{SIDECAR_SUFFIX}").read_text())
     except (OSError, ValueError):
         return {}
+    trained = (record.get("checkpoint") or {}).get("sha256")
+    if checkpoint.get("sha256") and trained and trained != checkpoint["sha256"]:
+        return {"other checkpoint": True}
+    return record
 
 
 def provenance_table(
@@ -291,8 +298,10 @@ def provenance_table(
             files = (record.get("data") or {}).get("files", {})
             data.update(files)
             hashed = sum(isinstance(v, str) and len(v) == 64 for v in files.values())
-            training = _training_record(checkpoint)
+            # The workflow's layout: results/certify/<model>/<log> certifies results/models/<model>/model.pt.
+            training = _training_record(checkpoint, Path(log).parents[2] / "models" / model / "model.pt")
             trained_host = training.get("host") or {}
+            trained = "another checkpoint (retrained since)" if training.get("other checkpoint") else missing
             rows.append(
                 {
                     "result": shown_path(Path(log).absolute()),
@@ -307,8 +316,8 @@ def provenance_table(
                     "CUDA": host.get("cuda") or missing,
                     "torch": host.get("torch") or missing,
                     "data files hashed": f"{hashed} of {len(files)}" if files else missing,
-                    "trained (UTC)": training.get("date_utc") or missing,
-                    "trained on": trained_host.get("gpu") or trained_host.get("device") or missing,
+                    "trained (UTC)": training.get("date_utc") or trained,
+                    "trained on": trained_host.get("gpu") or trained_host.get("device") or trained,
                     "recorded": record.get("recorded", "run record"),
                 }
             )

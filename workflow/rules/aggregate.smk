@@ -55,7 +55,7 @@ rule aggregate:
     params:
         out=lambda wc, output: Path(output.scorecard).parent,
     shell:
-        "python " + script("aggregate.py") + " --grid {input.grid} --config {input.config} "
+        "python " + report_script("aggregate.py") + " --grid {input.grid} --config {input.config} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -80,7 +80,7 @@ rule figures:
     params:
         out=lambda wc, output: Path(output[0]).parent,
     shell:
-        "python " + script("figures.py") + " --grid {input.grid} --config {input.config} "
+        "python " + report_script("figures.py") + " --grid {input.grid} --config {input.config} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -101,7 +101,7 @@ rule plan:
         out=lambda wc, output: Path(output.csv).parent,
     shell:
         "python "
-        + script("plan.py")
+        + report_script("plan.py")
         + " {input.config} --name configuration {params.throughput} --out {params.out} "
         "> {log} 2>&1"
 
@@ -128,6 +128,6 @@ rule runtimes:
         results=lambda wc, output: Path(output.page).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
-        "python " + script("runtimes.py") + " {params.benchmarks} {output.page} --plan {input.plan} "
+        "python " + report_script("runtimes.py") + " {params.benchmarks} {output.page} --plan {input.plan} "
         "--plan-figure {output.plan_figure} --config {input.config} "
         "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"

@@ -174,6 +174,6 @@ rule empirical:
         out=lambda wc, output: Path(output.accuracy).parent,
     shell:
         "python "
-        + script("empirical.py")
+        + report_script("empirical.py")
         + " --plan {input.plan} --config {input.config} --out {params.out} "
         "> {log} 2>&1"

@@ -1,6 +1,7 @@
 # Grid expansion and paths shared by every rule. The grid logic lives in rsmooth.pipeline (no torch
 # import, so building the DAG stays fast).
 import json
+import os
 import re
 from pathlib import Path
 
@@ -27,6 +28,9 @@ validate(config, "../schemas/config.schema.yaml")
 
 # Scripts by absolute path, so that the workflow also runs with --directory elsewhere.
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
+# The report shows every rule's code and every job's params: the rules whose outputs go into it run their
+# script as "$RSMOOTH_SCRIPTS/<name>" (report_script), so that no path of the machine that ran them shows there.
+os.environ["RSMOOTH_SCRIPTS"] = str(SCRIPTS)
 DATA_ROOT = config["data"]["root"]
 MODELS = grid_models(config)
 PRETRAIN_MODELS = pretrain_models(config)
@@ -68,10 +72,14 @@ wildcard_constraints:
 
 
 def script(name):
-    """A script of scripts/ by absolute path, so the workflow runs from any directory. The rules whose outputs go
-    into the report put it in their shell command, not in params: the report shows every job's params, and must
-    not show the paths of the machine that ran it."""
+    """A script of scripts/ by absolute path (passed as a param, so the workflow runs from any directory)."""
     return str(SCRIPTS / name)
+
+
+def report_script(name):
+    """A script of scripts/ for the shell command of a local rule whose outputs go into the report: named
+    through $RSMOOTH_SCRIPTS (set above), so that neither its code nor its params show an absolute path."""
+    return f'"$RSMOOTH_SCRIPTS/{name}"'
 
 
 def data_root(stamps):
