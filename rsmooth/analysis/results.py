@@ -465,7 +465,8 @@ def _headline_table(headline: pd.DataFrame) -> Table:
 
 
 def _not_run_summary_table(summary: pd.DataFrame) -> Table:
-    values = summary.set_index("paper") if len(summary) else pd.DataFrame({"cells": []})
+    counts = summary.astype({"settings": str, "cells": str})  # counts as integers, not 9.00
+    values = counts.set_index("paper") if len(summary) else pd.DataFrame({"cells": []})
     caption = "Paper cells not run, per paper, table and method (settings: distinct settings of the method)"
     return Table(values.astype(object), caption=caption, data=summary)
 
