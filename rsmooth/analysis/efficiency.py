@@ -35,6 +35,7 @@ import pandas as pd
 
 from rsmooth.errors import LogFormatError, describe_exception
 from rsmooth.logformat import read_attack_log, read_certify_log
+from rsmooth.plan import significant
 
 # The GPU rules of workflow/rules/*.smk (``gpu=1``) and the folder their benchmark files are in.
 GPU_RULE_FOLDERS: dict[str, str] = {
@@ -435,17 +436,6 @@ def plan_vs_measured(jobs: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
     table["measured / planned"] = ratio
     table = table.astype({"planned jobs": "Int64", "measured jobs": "Int64"})
     return table[PLAN_COLUMNS].reset_index(drop=True)
-
-
-def significant(value: float, digits: int = 3) -> str:
-    """``value`` with ``digits`` significant figures in plain notation, the whole part kept (0.0000126, 12.3,
-    1,234), so that the demo's tiny GPU-hours read as numbers, not 0.0; ``n/a`` for NaN."""
-    if value is None or pd.isna(value):
-        return "n/a"
-    if value == 0:
-        return "0"
-    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
-    return f"{value:,.{decimals}f}"
 
 
 def plan_vs_measured_html(table: pd.DataFrame) -> str:
