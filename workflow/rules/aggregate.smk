@@ -110,6 +110,8 @@ rule runtimes:
     input:
         models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
+        # Every attack job too: without them the run times were read before the attacks had run.
+        attacks=attack_plan_inputs,
         plan=rules.plan.output.csv,
         config=rules.describe_grid.output.config,
     output:
