@@ -18,6 +18,7 @@ rule describe_grid:
 
 rule aggregate:
     input:
+        script=report_script("aggregate.py"),
         grid=rules.describe_grid.output.grid,
         config=rules.describe_grid.output.config,
         logs=all_certification_logs(),
@@ -55,12 +56,12 @@ rule aggregate:
     params:
         out=lambda wc, output: Path(output.scorecard).parent,
     shell:
-        "python " + report_script("aggregate.py") + " --grid {input.grid} --config {input.config} "
-        "--out {params.out} > {log} 2>&1"
+        "python {input.script} --grid {input.grid} --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 rule figures:
     input:
+        script=report_script("figures.py"),
         grid=rules.describe_grid.output.grid,
         config=rules.describe_grid.output.config,
         logs=all_certification_logs(),
@@ -80,14 +81,14 @@ rule figures:
     params:
         out=lambda wc, output: Path(output[0]).parent,
     shell:
-        "python " + report_script("figures.py") + " --grid {input.grid} --config {input.config} "
-        "--out {params.out} > {log} 2>&1"
+        "python {input.script} --grid {input.grid} --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 # The cost estimate of the config (rsmooth.plan): local, seconds, no GPU. `throughput` (a file) replaces the
 # default figures.
 rule plan:
     input:
+        script=report_script("plan.py"),
         config=rules.describe_grid.output.config,
         throughput=config.get("throughput") or [],
     output:
@@ -100,14 +101,13 @@ rule plan:
         throughput=lambda wc, input: f"--throughput {input.throughput}" if input.throughput else "",
         out=lambda wc, output: Path(output.csv).parent,
     shell:
-        "python "
-        + report_script("plan.py")
-        + " {input.config} --name configuration {params.throughput} --out {params.out} "
+        "python {input.script} {input.config} --name configuration {params.throughput} --out {params.out} "
         "> {log} 2>&1"
 
 
 rule runtimes:
     input:
+        script=report_script("runtimes.py"),
         models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
         # Every attack job too: without them the run times were read before the attacks had run.
@@ -130,6 +130,6 @@ rule runtimes:
         results=lambda wc, output: Path(output.page).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
-        "python " + report_script("runtimes.py") + " {params.benchmarks} {output.page} --plan {input.plan} "
+        "python {input.script} {params.benchmarks} {output.page} --plan {input.plan} "
         "--plan-figure {output.plan_figure} --config {input.config} "
         "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"

@@ -142,6 +142,7 @@ rule describe_attacks:
 
 rule empirical:
     input:
+        script=report_script("empirical.py"),
         plan=rules.describe_attacks.output[0],
         config=rules.describe_grid.output.config,
         logs=attack_plan_inputs,
@@ -173,7 +174,4 @@ rule empirical:
     params:
         out=lambda wc, output: Path(output.accuracy).parent,
     shell:
-        "python "
-        + report_script("empirical.py")
-        + " --plan {input.plan} --config {input.config} --out {params.out} "
-        "> {log} 2>&1"
+        "python {input.script} --plan {input.plan} --config {input.config} --out {params.out} > {log} 2>&1"

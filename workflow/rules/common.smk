@@ -28,9 +28,6 @@ validate(config, "../schemas/config.schema.yaml")
 
 # Scripts by absolute path, so that the workflow also runs with --directory elsewhere.
 SCRIPTS = Path(workflow.basedir).parent / "scripts"
-# The report shows every rule's code and every job's params: the rules whose outputs go into it run their
-# script as "$RSMOOTH_SCRIPTS/<name>" (report_script), so that no path of the machine that ran them shows there.
-os.environ["RSMOOTH_SCRIPTS"] = str(SCRIPTS)
 DATA_ROOT = config["data"]["root"]
 MODELS = grid_models(config)
 PRETRAIN_MODELS = pretrain_models(config)
@@ -77,9 +74,11 @@ def script(name):
 
 
 def report_script(name):
-    """A script of scripts/ for the shell command of a local rule whose outputs go into the report: named
-    through $RSMOOTH_SCRIPTS (set above), so that neither its code nor its params show an absolute path."""
-    return f'"$RSMOOTH_SCRIPTS/{name}"'
+    """A script of scripts/ by its path relative to the working directory, for the local rules whose outputs
+    go into the report: they take it as an input (run as ``{input.script}``), since the report shows every
+    such rule's inputs, params and code, and none may show an absolute path of the machine that ran it. As an
+    input it also reruns the (cheap) job when the script changes."""
+    return os.path.relpath(SCRIPTS / name)
 
 
 def data_root(stamps):
