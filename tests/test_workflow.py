@@ -157,6 +157,10 @@ def test_demo_runs_every_stage_and_builds_the_report(demo_run):
     for needle in ("Best model per radius", "Scorecard: this run beside the papers", "Per-cell results", "Run times per rule", "config_hash", "smoothadv"):  # fmt: skip
         assert needle in report, needle
     assert "envelopes.png" in report and "ablation_m_train.png" in report
+    # No absolute path of this machine (the checkout, the working directory) in what the report shows.
+    raw = (workdir / "report.html").read_text()
+    for path in (ROOT, workdir):
+        assert not re.search(r"(?<![.\w])" + re.escape(str(path)), raw), path
 
 
 def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_run):
