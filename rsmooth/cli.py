@@ -302,6 +302,25 @@ def log_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def write_run_record(
+    args: argparse.Namespace, meta: dict[str, Any], script: str, argv: list[str] | None
+) -> Path:
+    """Write ``<outfile>.provenance.json`` beside the finished log (``rsmooth.analysis.provenance.run_record``:
+    the command line, date, host, checkpoint and data checksums), paths relative to the working directory.
+    The log itself is not touched, so every reader reads it as before."""
+    from rsmooth.analysis.provenance import run_record, write_provenance_sidecar
+
+    command = sys.argv if argv is None else [script, *argv]
+    record = run_record(
+        command,
+        checkpoint=args.checkpoint,
+        checkpoint_sha256=meta.get("checkpoint_sha256"),
+        data_stamp=args.data_root / ".ready" / f"{args.dataset}.json",
+        device=meta.get("device"),
+    )
+    return write_provenance_sidecar(args.outfile, record)
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -238,7 +238,7 @@ class Plan:
             "",
             _text_table(self.experiments, ["experiment", "models", "gpu_hours"]),
             "",
-            f"total: {self.total_gpu_hours:,.1f} GPU-hours, {self.gpu_jobs:,} GPU jobs (SLURM), "
+            f"total: {significant(self.total_gpu_hours)} GPU-hours, {self.gpu_jobs:,} GPU jobs (SLURM), "
             f"{self.disk_gb:,.2f} GB of outputs",
         ]
         return "\n".join(lines) + "\n"
@@ -260,7 +260,7 @@ class Plan:
 
     def _summary(self) -> str:
         return (
-            f"{self.total_gpu_hours:,.1f} GPU-hours on {self.throughput.gpu} (certification: {self.procedure}), "
+            f"{significant(self.total_gpu_hours)} GPU-hours on {self.throughput.gpu} (certification: {self.procedure}), "
             f"{self.gpu_jobs:,} GPU jobs, {self.disk_gb:,.2f} GB of outputs."
         )
 
@@ -565,13 +565,24 @@ def _check_figure(path: Path, key: str, value: Any) -> None:
 # -- rendering -------------------------------------------------------------------------------------------------
 
 
+def significant(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` significant figures in plain notation, the whole part kept (0.0000126, 12.3,
+    1,234), so that the demo's tiny GPU-hours read as numbers, not 0.0; ``n/a`` for None and NaN."""
+    if value is None or math.isnan(value):
+        return "n/a"
+    if value == 0:
+        return "0"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(value))), 0)
+    return f"{value:,.{decimals}f}"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        return significant(value)
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

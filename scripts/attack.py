@@ -52,13 +52,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.outfile} exists and is complete; nothing to do", file=sys.stderr)
         return
     smooth, dataset, indices = cli.load_smoothed(args, "attack.py")
+    options = cli.log_options(args)
     attack_dataset(
         smooth, dataset, indices, args.outfile, attack=args.attack, eps=args.eps, steps=args.steps,
         num_noise=args.num_noise_vec, base_attack=args.base_attack, n=args.N, alpha=args.alpha,
         batch_size=args.batch, seed=args.seed,
         images_per_call=args.images_per_call or max(1, args.batch // max(args.N, args.num_noise_vec)),
-        **cli.log_options(args),
+        **options,
     )  # fmt: skip
+    # Beside the finished log, not in it: the reference readers and old logs read as before.
+    cli.write_run_record(args, options["meta"], __file__, argv)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.outfile} exists and is complete; nothing to do", file=sys.stderr)
         return
     smooth, dataset, indices = cli.load_smoothed(args, "certify.py")
-    common = dict(
-        alpha=args.alpha, batch_size=args.batch, seed=args.seed, n0=args.N0, **cli.log_options(args)
-    )
+    options = cli.log_options(args)
+    common = dict(alpha=args.alpha, batch_size=args.batch, seed=args.seed, n0=args.N0, **options)
     if args.procedure == "sequential":
         certify_dataset_sequential(
             smooth, dataset, indices, args.outfile, radii=args.radii, n_max=args.N, use_labels=not args.select_class,
@@ -55,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         certify_dataset(
             smooth, dataset, indices, args.outfile, n=args.N, images_per_call=images_per_call, **common
         )
+    # Beside the finished log, not in it: the reference readers and old logs read as before.
+    cli.write_run_record(args, options["meta"], __file__, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Collect Snakemake's benchmark files into one run-time table (HTML for the report, CSV beside it); with
-``--plan``, the GPU-hours measured per rule beside the cost plan's estimate (``rsmooth.plan``). The efficiency
+``--plan``, the GPU time measured per rule beside the cost plan's estimate (``rsmooth.plan``), to 3
+significant figures, also as ``<output>.plan.csv`` and, with ``--plan-figure``, as a bar chart. The efficiency
 per rule (GPU-hours, images and samples per second, jobs retried; ``rsmooth.analysis.efficiency``) follows,
 from the work logs under ``--results`` and the SLURM logs under ``--slurm-logs``, and is also written to
 ``<output>.efficiency.csv``; ``--config`` (the workflow's config.json) gives CERTIFY's N0 + N and the training
@@ -16,8 +17,12 @@ import pandas as pd
 from rsmooth.analysis.efficiency import (
     certify_samples_per_image,
     efficiency_html,
+    plan_vs_measured,
+    plan_vs_measured_html,
+    plot_plan_vs_measured,
     read_benchmark,
     rule_efficiency,
+    significant,
     train_images_per_epoch,
 )
 from rsmooth.html_page import write_page
@@ -45,20 +50,12 @@ def collect_none() -> pd.DataFrame:
     return pd.DataFrame(columns=["rule", "job", "seconds", "max_rss_mb"]).astype({"seconds": float})
 
 
-def beside_plan(totals: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
-    """Per rule (benchmark folder): measured jobs and hours beside the plan's; rules of either side kept."""
-    planned = plan[plan["table"] == "rule"][["rule", "jobs", "gpu_hours"]]
-    planned = planned.rename(columns={"jobs": "planned jobs", "gpu_hours": "planned GPU-hours"})
-    merged = totals.merge(planned, on="rule", how="outer")
-    merged["measured hours"] = merged["total seconds"] / 3600
-    return merged
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("benchmarks", type=Path, help="folder of benchmark TSVs, one sub-folder per rule")
     parser.add_argument("output", type=Path, help="HTML file")
     parser.add_argument("--plan", type=Path, help="plan.csv of scripts/plan.py: estimates shown beside")
+    parser.add_argument("--plan-figure", type=Path, help="PNG: planned and measured GPU time per rule")
     parser.add_argument("--results", type=Path, help="the run's results folder: work done and rates")
     parser.add_argument("--slurm-logs", type=Path, help="the SLURM executor's log folder: jobs retried")
     parser.add_argument("--config", type=Path, help="the workflow's config.json: N0 + N, images per epoch")
@@ -66,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     jobs = collect(args.benchmarks) if args.benchmarks.is_dir() else collect_none()
     totals = jobs.groupby("rule")["seconds"].agg(["count", "sum", "mean", "max"]).reset_index()
     totals.columns = ["rule", "jobs", "total seconds", "mean seconds", "max seconds"]
-    if args.plan:
-        totals = beside_plan(totals, pd.read_csv(args.plan))
+    planned = plan_vs_measured(jobs, pd.read_csv(args.plan)) if args.plan else None
     config = load_config(args.config) if args.config else {}
     efficiency = rule_efficiency(
         args.benchmarks,
@@ -80,14 +76,28 @@ def main(argv: list[str] | None = None) -> None:
         jobs.to_csv(handle, index=False)
     with atomic_open(args.output.with_suffix(".efficiency.csv")) as handle:
         efficiency.to_csv(handle, index=False)
+    plan_section = []
+    if planned is not None:
+        with atomic_open(args.output.with_suffix(".plan.csv")) as handle:
+            planned.to_csv(handle, index=False)
+        if args.plan_figure:
+            plot_plan_vs_measured(planned, args.plan_figure)
+        plan_section = [
+            "<h2>Planned and measured GPU time per rule</h2>",
+            "<p>The cost plan's estimate (<code>rsmooth.plan</code>, from its throughput figures) beside the wall "
+            "time Snakemake's benchmarks measured for the GPU rules' jobs; GPU-seconds and GPU-hours to 3 "
+            "significant figures.</p>",
+            plan_vs_measured_html(planned),
+        ]
     body = "\n".join(
         [
+            *plan_section,
             "<h2>Run times per rule</h2>",
-            totals.to_html(index=False, float_format="{:.1f}".format),
+            totals.to_html(index=False, float_format=significant),
             "<h2>Efficiency per rule</h2>",
             efficiency_html(efficiency),
             "<h2>Run time of every job</h2>",
-            jobs.to_html(index=False, float_format="{:.1f}".format),
+            jobs.to_html(index=False, float_format=significant),
         ]
     )
     write_page(args.output, "Run times", body)  # a whole page, as every other page of the report

@@ -20,9 +20,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import typing
 from pathlib import Path
 
+import torch
+
+from rsmooth.analysis.provenance import run_record, write_provenance_sidecar
+from rsmooth.data.manifest import file_sha256
 from rsmooth.errors import ConfigFileError
 from rsmooth.io import read_config_file
 from rsmooth.train.loop import train
@@ -99,6 +105,17 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         progress=False if args.no_progress else None,
     )
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun only rank 0 writes the checkpoint, and so its record
+    # Beside the checkpoint: what trained it, where and when (shown in the report's provenance per result).
+    record = run_record(
+        sys.argv if argv is None else [__file__, *argv],
+        checkpoint=args.output,
+        checkpoint_sha256=file_sha256(args.output),
+        data_stamp=Path(args.data_root) / ".ready" / f"{config.dataset}.json",
+        device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),  # train()'s default
+    )
+    write_provenance_sidecar(args.output, record)
 
 
 if __name__ == "__main__":

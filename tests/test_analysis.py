@@ -577,10 +577,11 @@ def test_scorecard_differences_and_not_run_cells():
     assert len(not_run) == 6 and (not_run["status"] == "not run").all()
     assert A.scorecard(numbers, run, tolerance=0.05).set_index("radius").loc["0.5", "status"] == "match"
     summary = A.scorecard_summary(card)
-    assert summary[["match", "differs", "not run"]].iloc[0].tolist() == [1, 2, 6]
+    assert summary[["run", "match", "differs", "beyond reach", "not run"]].iloc[0].tolist() == [3, 1, 2, 0, 6]
     md = A.to_markdown(A.scorecard_table(card))
-    assert "| salman2019 | Table 2 | Ours | r = 0.5 | 58.0 | 60.0 | +2.0 | differs |" in md
-    assert "| salman2019 | Table 2 | Ours | r = 2.25 | 16.0 | – | – | not run |" in md
+    # Without images or reach a value is its own interval (equal after rounding) and never beyond reach.
+    assert "| salman2019 | Table 2 | Ours | r = 0.5 | 58.0 | 60.0 | – | – | – | +2.0 | differs |" in md
+    assert "| salman2019 | Table 2 | Ours | r = 2.25 | 16.0 | – | – | – | – | – | not run |" in md
 
 
 def test_scorecard_rejects_ambiguous_run_values():
@@ -600,6 +601,107 @@ def test_scorecard_rejects_ambiguous_run_values():
         A.scorecard(numbers, run)
 
 
+def test_max_certifiable_radius_is_sigma_times_the_inverse_normal_of_alpha_to_the_one_over_n():
+    from scipy.stats import norm
+
+    from rsmooth.smoothing import certified_radius, lower_confidence_bound
+
+    for sigma, n, alpha in [(0.25, 256, 0.001), (0.5, 100_000, 0.001), (1.0, 10, 0.05)]:
+        formula = sigma * norm.ppf(alpha ** (1 / n))
+        assert A.max_certifiable_radius(sigma, n, alpha) == pytest.approx(formula, rel=1e-9)
+        # What CERTIFY itself returns when all n draws vote for the class.
+        assert A.max_certifiable_radius(sigma, n, alpha) == pytest.approx(
+            certified_radius(lower_confidence_bound(n, n, alpha), sigma), rel=1e-9
+        )
+    assert A.max_certifiable_radius(0.25, 256, 0.001) == pytest.approx(0.4832, abs=1e-4)  # the demo's
+    # Sequential: the top grid radius certified with every one of n_max draws for the class.
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0]
+    small = A.max_certifiable_radius(0.25, 256, 0.001, procedure="sequential", radii=grid)
+    assert small in grid and small < A.max_certifiable_radius(0.25, 256, 0.001)
+    assert A.max_certifiable_radius(0.25, 100_000, 0.001, procedure="sequential", radii=grid) == 0.75
+    with pytest.raises(ValueError, match="procedure"):
+        A.max_certifiable_radius(0.25, 256, 0.001, procedure="monte-carlo")
+
+
+def _hand_made_log(path: Path, radii: list[float]) -> pd.DataFrame:
+    """A CERTIFY log, one image per radius: a positive radius is a correct certificate, -1 an abstention."""
+    from rsmooth.logformat import CERTIFY_HEADER, format_row
+
+    rows = [format_row(i, 3, 3 if r >= 0 else -1, max(r, 0.0), 0.1) for i, r in enumerate(radii)]
+    path.write_text("\t".join(CERTIFY_HEADER) + "\n" + "".join(rows))
+    return A.read_certify_log(path)
+
+
+def test_scorecard_verdicts_use_the_interval_over_the_images_and_the_runs_reach(tmp_path):
+    from statsmodels.stats.proportion import proportion_confint
+
+    # 40 images: 24 certified at radius 0.3, 16 abstained; certified at sigma 0.25 with N = 256, alpha = 0.001.
+    log = _hand_made_log(tmp_path / "sigma-0.25.tsv", [0.3] * 24 + [-1] * 16)
+    reach = A.max_certifiable_radius(0.25, 256, 0.001)  # 0.483
+    run = A.model_cells(log, [0.0, 0.25, 0.75], dataset="cifar10", method="gaussian", sigma=0.25, reach=reach)
+    key = {"paper": "p", "table": "T1", "dataset": "cifar10", "setting": "", "sigma": "0.25", "std": np.nan}
+    numbers = pd.DataFrame(
+        [
+            {**key, "method": "gaussian", "metric": "certified_accuracy", "radius": "0.25", "value": 0.61, "precision": 0.01, "row": "a", "column": "r = 0.25"},
+            {**key, "method": "gaussian", "metric": "certified_accuracy", "radius": "0", "value": 0.90, "precision": 0.01, "row": "a", "column": "clean"},
+            {**key, "method": "gaussian", "metric": "certified_accuracy", "radius": "0.75", "value": 0.30, "precision": 0.01, "row": "a", "column": "r = 0.75"},
+            {**key, "method": "gaussian", "metric": "acr", "radius": "", "value": 0.52, "precision": 0.001, "row": "a", "column": "ACR"},
+            {**key, "method": "macer", "metric": "certified_accuracy", "radius": "0.25", "value": 0.70, "precision": 0.01, "row": "b", "column": "macer r = 0.25"},
+        ]
+    )  # fmt: skip
+    card = A.scorecard(numbers, run).set_index("column")
+    low, high = proportion_confint(24, 40, alpha=0.05, method="beta")
+    assert card.loc["r = 0.25", ["run_low", "run_high"]].tolist() == pytest.approx([low, high])
+    assert card.loc["r = 0.25", "images"] == 40
+    # 61 vs 60 of 40 images: inside [43.3, 75.1], a match (equality after rounding would say "differs").
+    assert card.loc["r = 0.25", "status"] == "match"
+    assert card.loc["clean", "status"] == "differs"  # 90 lies above the interval of 24 of 40
+    # r = 0.75 > 0.483: no model of this run can be certified there; neither match nor differs.
+    assert card.loc["r = 0.75", "status"] == "beyond reach"
+    assert card.loc["ACR", "status"] == "beyond reach"  # an ACR of 0.52 needs radii beyond 0.483
+    assert card.loc["r = 0.25", "reach"] == pytest.approx(reach)
+    assert card.loc["r = 0.25", "status"] == "match" and (card["status"] == "not run").sum() == 1
+    # Without the interval, 0.60 against 0.61 printed to 0.01 differs: the interval is what makes it a match.
+    bare = A.scorecard(numbers, run.drop(columns=["low", "high", "images"])).set_index("column")
+    assert bare.loc["r = 0.25", "status"] == "differs"
+
+    headline = A.scorecard_headline(A.scorecard(numbers, run)).iloc[0]
+    assert headline[["run", "match", "differs", "beyond reach", "not run"]].tolist() == [4, 1, 1, 2, 1]
+    assert headline["best certified accuracy"] == pytest.approx(0.6)
+    assert headline["paper (same cell)"] == pytest.approx(0.61)
+    assert headline["at"] == "a, r = 0.25"
+    assert headline["best ACR"] == "–"  # the only ACR cell is beyond reach
+    # A table with nothing run says so instead of NaN.
+    other = numbers.assign(table="T2", method="macer")
+    empty = A.scorecard_headline(A.scorecard(other, run)).iloc[0]
+    assert empty["run"] == 0 and empty["best certified accuracy"] == "not run"
+
+    summary = A.not_run_summary(A.scorecard(numbers, run))
+    assert summary[["table", "method", "cells"]].values.tolist() == [["T1", "macer", 1]]
+    full = A.not_run_list(A.scorecard(numbers, run))
+    assert list(full.columns) == ["paper", "table", "method", "setting", "sigma", "metric", "radius", "paper row", "paper column", "paper value"]  # fmt: skip
+    assert full["paper value"].tolist() == [pytest.approx(70.0)]
+
+
+def test_envelope_and_seed_cells_carry_intervals_over_their_images(tmp_path):
+    logs = {
+        "a": _hand_made_log(tmp_path / "a.tsv", [0.3] * 30 + [-1] * 10),
+        "b": _hand_made_log(tmp_path / "b.tsv", [0.1] * 36 + [-1] * 4),
+    }
+    env = A.envelope_cells(logs, [0.25], dataset="cifar10", method="gaussian", reach=0.9).set_index("metric")
+    assert env.loc["certified_accuracy", "value"] == 0.75 and env.loc["certified_accuracy", "images"] == 40
+    assert env.loc["abstention_rate", "value"] == 0.25
+    assert (env["reach"] == 0.9).all()
+    seeds = [
+        A.model_cells(log, [0.25], dataset="mnist", method="gaussian", sigma=0.25, reach=0.48)
+        for log in logs.values()
+    ]
+    pooled = A.seed_summary(seeds).set_index("metric")
+    assert pooled.loc["certified_accuracy", "images"] == 80
+    low, high = A.clopper_pearson(30, 80)
+    assert pooled.loc["certified_accuracy", ["low", "high"]].tolist() == pytest.approx([low, high])
+
+
 def test_run_cells_use_the_paper_key(small_logs):
     cells = A.model_cells(
         small_logs["σ = 0.25"],
@@ -609,7 +711,7 @@ def test_run_cells_use_the_paper_key(small_logs):
         setting=A.model_setting(2, 1, 0.25),
         sigma=0.25,
     )
-    assert list(cells.columns) == [*A.KEY_COLUMNS, "value"]
+    assert list(cells.columns) == [*A.KEY_COLUMNS, "value", "images", "low", "high", "reach"]
     assert cells["setting"].unique().tolist() == ["T=2 m=1 eps=0.25"]
     assert cells[cells["metric"] == "acr"]["value"].item() == pytest.approx(0.25)
     env = A.envelope_cells(small_logs, [0.5], dataset="cifar10", method="smoothadv")
@@ -621,7 +723,8 @@ def test_run_cells_use_the_paper_key(small_logs):
     # Every per-model cell the paper has for this setting finds its run value.
     numbers = paper("salman2019", "Table 7", method="smoothadv_pgd", setting="T=2 m=1 eps=0.25", sigma="0.25")
     card = A.scorecard(numbers, cells)
-    assert card.set_index("radius").loc[["0", "0.25"], "status"].tolist() == ["differs", "differs"]
+    # 2 of 4 images: the interval (7% to 93%) holds the paper's values, so four images cannot tell them apart.
+    assert card.set_index("radius").loc[["0", "0.25"], "status"].tolist() == ["match", "match"]
 
 
 # ---------------------------------------------------------------------------------------------- provenance
@@ -858,6 +961,11 @@ def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
     names = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert {f"tables/{t}.{f}" for t in A.RESULT_TABLES for f in ("csv", "md", "tex", "html")} <= names
     assert {"scorecard.csv", "scorecard.html", "cells.csv", "cells.html", "configuration.html"} <= names
+    assert {"scorecard_not_run.csv", "scorecard_not_run.html"} <= names
+    scorecard_page = (tmp_path / "out/scorecard.html").read_text()
+    assert (
+        "NaN" not in scorecard_page and "beyond reach" in scorecard_page and "95% interval" in scorecard_page
+    )
     assert (card["status"] != "not run").any() and len(certifications) == 4
     assert "σ = 0.125" in (tmp_path / "out/tables/envelope_per_sigma.md").read_text()
     written = figures.write_figures(
@@ -874,3 +982,70 @@ def test_write_results_and_figures_write_every_report_file(tmp_path, run_grid):
     assert not {"ablation_m_train", "ablation_eps"} & set(stems)
     assert all(p.stat().st_size > 1000 for p in written)
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == sorted(p.name for p in written)
+
+
+def test_provenance_per_result_shows_checksums_command_and_date_and_no_absolute_path(
+    tmp_path, run_grid, monkeypatch
+):
+    """A hand-made run in a working directory: one log with the run record certify.py writes beside it, one
+    merged from two shards that kept only their settings (a log written before the records existed)."""
+    from rsmooth.analysis import provenance as P
+    from rsmooth.logformat import CERTIFY_HEADER, format_row
+    from rsmooth.pipeline import PAPER_CONFIG, complete_config, read_config_files
+
+    monkeypatch.chdir(tmp_path)
+    stamp = tmp_path / "resources/data/.ready/cifar10.json"
+    stamp.parent.mkdir(parents=True)
+    batch = "resources/data/cifar-10-batches-py/test_batch"
+    stamp.write_text(json.dumps({"dataset": "cifar10", "files": {batch: 10}, "sha256": {batch: "ab" * 32}}))
+    checkpoint = tmp_path / "results/models/m/model.pt"
+    log = tmp_path / "results/certify/m/sigma-0.25.tsv"
+    for path in (checkpoint, log):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"weights")
+    log.write_text("\t".join(CERTIFY_HEADER) + "\n" + format_row(0, 1, 1, 0.3, 0.5))
+    argv = [str(prov_module._CHECKOUT / "scripts/certify.py"), str(log), "--checkpoint", str(checkpoint), f"--data-root={tmp_path / 'resources/data'}"]  # fmt: skip
+    record = P.run_record(
+        argv, checkpoint=checkpoint, checkpoint_sha256="cd" * 32, data_stamp=stamp, device="cpu"
+    )
+    P.write_provenance_sidecar(log, record)
+    assert record["command"] == (
+        "python scripts/certify.py results/certify/m/sigma-0.25.tsv --checkpoint results/models/m/model.pt "
+        "--data-root=resources/data"
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["date_utc"])
+    assert record["data"]["files"] == {batch: "ab" * 32}
+    assert {"gpu", "driver", "cuda", "torch", "device"} <= set(record["host"])
+    assert A.read_certify_log(log)["radius"].tolist() == [0.3]  # the log itself is untouched
+
+    merged = tmp_path / "results/certify/m/sigma-0.5.tsv"
+    merged.write_text("\t".join(CERTIFY_HEADER) + "\n" + format_row(0, 1, 1, 0.3, 0.5) + format_row(1, 1, 1, 0.3, 0.5))  # fmt: skip
+    for shard in (0, 1):
+        done = merged.with_suffix("") / f"shard-{shard}.tsv.done"
+        done.parent.mkdir(exist_ok=True)
+        done.write_text('# rsmooth-certify {"checkpoint_sha256": "' + "ef" * 32 + '", "device": "cuda"}\n')
+        (merged.with_suffix("") / f"shard-{shard}.tsv").write_text("\t".join(CERTIFY_HEADER) + "\n")
+    trained = {"date_utc": "2026-01-02T03:04:05+00:00", "host": {"gpu": "NVIDIA H200", "device": "cuda"},
+               "checkpoint": {"path": "results/models/m/model.pt", "sha256": "cd" * 32}}  # fmt: skip
+    P.write_provenance_sidecar(checkpoint, trained)  # what scripts/train.py writes beside the checkpoint
+    rows, data = P.provenance_table([(str(log), "m", 0.25), (str(merged), "m", 0.5)])
+    assert rows[0]["trained (UTC)"] == "2026-01-02T03:04:05+00:00" and rows[0]["trained on"] == "NVIDIA H200"
+    # The shards certified a checkpoint of another sha256: the training record is not theirs.
+    assert rows[1]["trained (UTC)"] == "another checkpoint (retrained since)"
+    assert [r["checkpoint sha256"] for r in rows] == ["cd" * 32, "ef" * 32, "ef" * 32]  # one row per shard
+    assert rows[0]["command"].startswith("python scripts/certify.py") and rows[1]["command"] == "not recorded"
+    assert rows[1]["recorded"] == "settings" and rows[1]["GPU"] == "not recorded"
+    assert data == {batch: "ab" * 32}
+
+    # The configuration page shows them, and no absolute path of this machine.
+    grid = {"models": run_grid["models"], "certifications": [
+        {**run_grid["certifications"][0], "log": "results/certify/m/sigma-0.25.tsv"},
+        *run_grid["certifications"][1:],
+    ]}  # fmt: skip
+    config = complete_config({**read_config_files(PAPER_CONFIG), "analysis": {"radii": [0.0, 0.25]}})
+    A.write_results(grid, config, tmp_path / "out")
+    page = (tmp_path / "out/configuration.html").read_text()
+    assert "cd" * 32 in page and "ab" * 32 in page and record["date_utc"] in page
+    assert "python scripts/certify.py results/certify/m/sigma-0.25.tsv" in page
+    for shown in (page, (tmp_path / "out/provenance.csv").read_text(), (tmp_path / "out/scorecard.html").read_text()):  # fmt: skip
+        assert str(tmp_path) not in shown and str(prov_module._CHECKOUT) not in shown

@@ -238,3 +238,21 @@ def test_log_at_batch_auto_equals_the_log_at_a_fixed_batch_bit_for_bit(setup):
     assert logs["400"] == logs["48"] == logs["auto"]
     done = (base / "batch-auto.tsv.done").read_text().splitlines()[0]
     assert '"batch": "auto"' in done and '"batch_size": 400' in done and '"noise": "blocks-200"' in done
+
+
+def test_the_finished_log_has_its_run_record_beside_it_without_absolute_paths(setup):
+    import hashlib
+    import json
+    import re
+
+    base, _, checkpoint, _ = setup
+    out = base / "recorded.tsv"
+    finish(certify(setup, out, "--N", "64", "--batch", "64", "--skip", "20", cwd=base))
+    text = out.with_name(out.name + ".provenance.json").read_text()
+    record = json.loads(text)
+    assert record["checkpoint"]["sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert record["command"].startswith("python scripts/certify.py recorded.tsv --checkpoint ")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", record["date_utc"])
+    assert record["host"]["device"] == "cpu" and record["host"]["torch"]
+    assert str(base) not in text and str(ROOT) not in text and str(checkpoint.parent) not in text
+    assert rows(out)[0] == ["idx", "label", "predict", "radius", "correct", "time"]  # the log is as before

@@ -731,6 +731,9 @@ def test_prepare_data_script_writes_the_stamp_of_the_spec(tmp_path: Path) -> Non
     assert list(record["files"]) == [
         str(tmp_path / "data" / spec.folder / n) for n in sorted(MNIST_RAW_FILES)
     ]
+    # Every file's sha256, computed once here for the results' provenance.
+    for name in record["files"]:
+        assert record["sha256"][name] == hashlib.sha256(Path(name).read_bytes()).hexdigest()
     assert len(get_dataset("mnist", "train", tmp_path / "data")) == 20
     with pytest.raises(ValueError, match="unknown source 'torrent'"):
         prepare_dataset("mnist", tmp_path, "torrent")

@@ -229,3 +229,45 @@ def test_the_script_writes_the_efficiency_section_and_csv(run):
     # The earlier command line (benchmarks and output only) still works: GPU-hours, no work, no retries.
     script.main([str(run / "benchmarks"), str(output)])
     assert "Efficiency per rule" in output.read_text()
+
+
+def test_plan_vs_measured_sets_each_rules_planned_and_measured_gpu_time_side_by_side(run, tmp_path):
+    """The hand-made run above (certify: 100 + 80 s; attack 36 s; train 3600 s) beside a hand-made plan."""
+    from rsmooth.analysis.efficiency import plan_vs_measured, plan_vs_measured_html, significant
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import runtimes as script
+    finally:
+        sys.path.pop(0)
+    plan = pd.DataFrame(
+        {
+            "table": ["stage", "rule", "rule", "rule"],
+            "rule": ["", "certify", "train", "pretrain"],
+            "jobs": [9, 2, 1, 1],
+            "gpu_hours": [1.0, 0.1 / 3600, 0.5, 2.0],  # certify planned at 0.1 GPU-seconds
+        }
+    )
+    table = plan_vs_measured(script.collect(run / "benchmarks"), plan).set_index("rule")
+    assert table.loc["certify", ["planned jobs", "measured jobs"]].tolist() == [2, 2]
+    assert table.loc["certify", "planned GPU-seconds"] == pytest.approx(0.1)
+    assert table.loc["certify", "measured GPU-seconds"] == pytest.approx(180.0)
+    assert table.loc["certify", "measured / planned"] == pytest.approx(1800.0)
+    assert table.loc["train", "measured GPU-hours"] == pytest.approx(1.0)
+    assert table.loc["train", "planned GPU-hours"] == pytest.approx(0.5)
+    assert pd.isna(table.loc["pretrain", "measured GPU-seconds"])  # planned, not run
+    assert pd.isna(table.loc["attack", "planned GPU-seconds"])  # run, not planned
+    # Three significant figures (the whole part kept), never a 0.0 for a small number.
+    assert [significant(v) for v in (0.1 / 3600, 180.0, 1234.5, 0.0)] == ["0.0000278", "180", "1,234", "0"]
+    html = plan_vs_measured_html(table.reset_index())
+    assert "0.0000278" in html and "0.0500" in html and "n/a" in html
+
+    plan.to_csv(tmp_path / "plan.csv", index=False)
+    output = run / "analysis" / "runtimes.html"
+    output.parent.mkdir()
+    figure = run / "analysis" / "runtimes_plan.png"
+    script.main([str(run / "benchmarks"), str(output), "--plan", str(tmp_path / "plan.csv"), "--plan-figure", str(figure)])  # fmt: skip
+    page = output.read_text()
+    assert "Planned and measured GPU time per rule" in page and "0.0000278" in page
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 5000
+    assert (run / "analysis" / "runtimes.plan.csv").read_text().startswith("rule,planned jobs,measured jobs")

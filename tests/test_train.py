@@ -309,6 +309,34 @@ def test_script_rejects_bad_hyper_parameters_before_any_work(tmp_path, data_root
     assert not list(tmp_path.iterdir())
 
 
+def test_script_writes_the_run_record_beside_the_checkpoint(tmp_path):
+    import hashlib
+    import json
+
+    root = tmp_path / "data"
+    write_synthetic_mnist(root, n_train=32, n_test=8, seed=0)
+    settings = dict(dataset="mnist", arch="lenet", method="standard", sigma=0.0, epochs=1, batch_size=16, lr=0.05, lr_step_size=0, workers=0, test_subset=8)  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(settings))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/train.py"), "m.pt", "--config", "config.yaml", "--data-root", "data",
+         "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "m.pt.provenance.json").read_text()
+    record = json.loads(text)
+    assert record["checkpoint"] == {
+        "path": "m.pt",
+        "sha256": hashlib.sha256((tmp_path / "m.pt").read_bytes()).hexdigest(),
+    }
+    assert (
+        record["command"]
+        == "python scripts/train.py m.pt --config config.yaml --data-root data --device cpu --no-progress"
+    )
+    assert record["host"]["device"] == "cpu" and record["date_utc"]
+    assert str(tmp_path) not in text and str(ROOT) not in text
+
+
 def test_distributed_data_parallel_on_cpu_matches_one_process(tmp_path):
     """Two gloo processes, each on half of every batch, average their gradients: with a model without batch
     norm (LeNet) and no randomness in the step (standard training on MNIST), the weights must equal those of

@@ -161,6 +161,10 @@ def test_demo_runs_every_stage_and_builds_the_report(demo_run):
     assert "per_sigma.png" in report and "paper_vs_run_salman2019_table_2.png" in report
     assert "Models per method and noise level" in report and "Paper against run, one paper table" in report
     assert "ablation_eps.png" not in report and "nothing to compare" not in report
+    # No absolute path of this machine (the checkout, the working directory) in what the report shows.
+    raw = (workdir / "report.html").read_text()
+    for path in (ROOT, workdir):
+        assert not re.search(r"(?<![.\w])" + re.escape(str(path)), raw), path
 
 
 def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_run):

@@ -35,6 +35,7 @@ import pandas as pd
 
 from rsmooth.errors import LogFormatError, describe_exception
 from rsmooth.logformat import read_attack_log, read_certify_log
+from rsmooth.plan import significant
 
 # The GPU rules of workflow/rules/*.smk (``gpu=1``) and the folder their benchmark files are in.
 GPU_RULE_FOLDERS: dict[str, str] = {
@@ -377,7 +378,7 @@ def certify_samples_per_image(config: Mapping[str, Any]) -> int | None:
 
 
 def efficiency_html(table: pd.DataFrame) -> str:
-    """The table as HTML for the report: counts with thousands separators, GPU-hours to 3 decimals, seconds
+    """The table as HTML for the report: counts with thousands separators, GPU-hours to 3 significant figures, seconds
     and rates to 2, ``n/a`` for what is unknown or does not apply."""
 
     def cell(column: str, value: Any) -> str:
@@ -386,10 +387,103 @@ def efficiency_html(table: pd.DataFrame) -> str:
         if pd.isna(value):
             return "n/a"
         if isinstance(value, float):
-            return f"{value:,.3f}" if column == "GPU-hours" else f"{value:,.2f}"
+            return significant(value) if column == "GPU-hours" else f"{value:,.2f}"
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     shown = pd.DataFrame(
         {c: [cell(c, v) for v in table[c].astype(object)] for c in table.columns}, columns=table.columns
     )
     return shown.to_html(index=False)
+
+
+# -- the cost plan beside the run ------------------------------------------------------------------------------
+
+PLAN_COLUMNS = [
+    "rule",
+    "planned jobs",
+    "measured jobs",
+    "planned GPU-seconds",
+    "measured GPU-seconds",
+    "planned GPU-hours",
+    "measured GPU-hours",
+    "measured / planned",
+]
+
+
+def plan_vs_measured(jobs: pd.DataFrame, plan: pd.DataFrame) -> pd.DataFrame:
+    """Per rule (benchmark folder, as the plan names its ``rule`` rows): the jobs and GPU time the cost plan
+    (``plan.csv`` of ``scripts/plan.py``, its ``table == "rule"`` rows) estimated beside those measured
+    (``jobs``: ``rule, seconds`` per benchmarked job of a GPU rule). Columns :data:`PLAN_COLUMNS`; a rule on
+    one side only has NaN on the other, and ``measured / planned`` is NaN where either is missing or 0."""
+    planned = plan[plan["table"] == "rule"][["rule", "jobs", "gpu_hours"]].copy()
+    planned["planned GPU-seconds"] = planned["gpu_hours"].astype(float) * 3600
+    planned = planned.rename(columns={"jobs": "planned jobs"}).drop(columns="gpu_hours")
+    gpu_folders = set(GPU_RULE_FOLDERS.values())
+    measured = (
+        jobs[jobs["rule"].isin(gpu_folders | set(planned["rule"]))]
+        .groupby("rule")["seconds"]
+        .agg(["count", "sum"])
+        .reset_index()
+        .rename(columns={"count": "measured jobs", "sum": "measured GPU-seconds"})
+    )
+    table = planned.merge(measured, on="rule", how="outer")
+    table["planned GPU-hours"] = table["planned GPU-seconds"] / 3600
+    table["measured GPU-hours"] = table["measured GPU-seconds"] / 3600
+    ratio = table["measured GPU-seconds"] / table["planned GPU-seconds"].where(
+        table["planned GPU-seconds"] > 0
+    )
+    table["measured / planned"] = ratio
+    table = table.astype({"planned jobs": "Int64", "measured jobs": "Int64"})
+    return table[PLAN_COLUMNS].reset_index(drop=True)
+
+
+def plan_vs_measured_html(table: pd.DataFrame) -> str:
+    """:func:`plan_vs_measured` as HTML, every time to 3 significant figures, jobs as integers."""
+    shown = pd.DataFrame(
+        {
+            c: [
+                "n/a" if pd.isna(v) else (f"{int(v):,}" if c.endswith("jobs") else significant(float(v)))
+                for v in table[c].astype(object)
+            ]
+            for c in PLAN_COLUMNS[1:]
+        }
+    )
+    shown.insert(0, "rule", table["rule"])
+    return shown.to_html(index=False)
+
+
+def plot_plan_vs_measured(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Planned and measured GPU-seconds per rule as paired horizontal bars on a log axis (the two can differ
+    by orders of magnitude: a CPU demo against a plan of GPU throughput), written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rules = list(table["rule"])
+    fig, ax = plt.subplots(figsize=(7.0, 0.6 * max(len(rules), 1) + 1.4))
+    y = range(len(rules))
+    series = (
+        ("planned GPU-seconds", "planned", "#9ecae1", -0.2),
+        ("measured GPU-seconds", "measured", "#08519c", 0.2),
+    )
+    for column, label, colour, offset in series:
+        values = table[column].astype(float)
+        ax.barh([i + offset for i in y], values.fillna(0.0), height=0.38, color=colour, label=label)
+        for i, v in zip(y, values, strict=True):
+            ax.text(v if v > 0 else 1e-9, i + offset, f" {significant(v)}", va="center", fontsize=8)
+    ax.set_yticks(list(y), rules)
+    ax.invert_yaxis()
+    positive = pd.concat([table["planned GPU-seconds"], table["measured GPU-seconds"]]).astype(float)
+    positive = positive[positive > 0]
+    if len(positive):
+        ax.set_xscale("log")
+        ax.set_xlim(positive.min() / 3, positive.max() * 30)
+    ax.set_xlabel("GPU-seconds (log scale)")
+    ax.set_title("Cost plan against the run, per rule")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -173,15 +173,54 @@ def clopper_pearson(successes: ArrayLike, n: ArrayLike, level: float = 0.95) -> 
     return low, high
 
 
-def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
-    """The largest radius CERTIFY can return with ``n`` noise draws at failure probability ``alpha``: when all
-    ``n`` draws vote for the top class, its one-sided Clopper-Pearson lower bound is ``alpha ** (1 / n)``, and
-    the radius ``sigma * Phi^-1(alpha ** (1 / n))`` (0.48 at sigma 0.25, N = 256, alpha = 0.001). No model
-    of the run can be certified beyond it, whatever its accuracy."""
+def max_certifiable_radius(
+    sigma: float,
+    n: int,
+    alpha: float,
+    *,
+    procedure: str = "cohen",
+    radii: ArrayLike | None = None,
+    test: str | None = None,
+) -> float:
+    """The largest l2 radius a run can certify at noise level ``sigma``, whatever its model: no image of its
+    logs has a larger radius, so a paper cell at a larger radius is beyond the run's reach.
+
+    - ``procedure="cohen"`` (CERTIFY, ``n`` estimation draws): when all ``n`` draws vote for the top class, the
+      one-sided (1 - alpha) Clopper-Pearson lower bound is ``Beta^-1(alpha; n, 1) = alpha ** (1 / n)``, and the
+      radius ``sigma * Phi^-1(alpha ** (1 / n))`` (0.48 at sigma 0.25, N = 256, alpha = 0.001). N0 only selects
+      the class and does not enter the bound.
+    - ``procedure="sequential"`` (``n`` = n_max, the grid ``radii``, the ``test``): the highest grid radius the
+      test certifies when every one of the n_max draws votes for the class (``SequentialTest.top_level``).
+    """
     from scipy.stats import norm
 
     if sigma <= 0 or n < 1 or not 0.0 < alpha < 1.0:
         raise ValueError(
             f"sigma = {sigma!r}, n = {n!r}, alpha = {alpha!r}: need sigma > 0, n >= 1, 0 < alpha < 1"
         )
-    return float(sigma * norm.ppf(alpha ** (1.0 / n)))
+    if procedure == "sequential":
+        from rsmooth.sequential import DEFAULT_TEST, sequential_test
+
+        if radii is None:
+            raise ValueError("the sequential procedure's reach needs its radius grid (radii)")
+        sequential = sequential_test(radii, sigma, alpha, int(n), test or DEFAULT_TEST)
+        return sequential.radius(sequential.top_level)
+    if procedure != "cohen":
+        raise ValueError(f"unknown certification procedure {procedure!r}; known: cohen, sequential")
+    # 1 - alpha ** (1 / n) computed as -expm1(log(alpha) / n), so that a large n keeps its digits.
+    return float(sigma * norm.isf(-math.expm1(math.log(alpha) / n)))
+
+
+def mean_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float]:
+    """Student's t interval of the mean of ``values`` (the ACR's: the mean over images of ``correct * radius``);
+    a single value, or values all equal, give the point itself."""
+    from scipy.stats import t
+
+    x = np.asarray(values, dtype=np.float64)
+    if len(x) == 0:
+        raise ValueError("no values: the mean and its interval are undefined")
+    mean = float(x.mean())
+    if len(x) == 1:
+        return mean, mean
+    half = float(t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean - half, mean + half

@@ -22,11 +22,12 @@ page; nothing here imports matplotlib (the run's figures are :func:`rsmooth.anal
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import os
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,27 @@ from rsmooth.analysis.metrics import (
     average_certified_radius,
     certified_accuracy,
     clean_accuracy,
+    max_certifiable_radius,
 )
 from rsmooth.analysis.paper import (
+    BEYOND_REACH,
+    DIFFERS,
+    MATCH,
+    NOT_RUN,
+    STATUSES,
     envelope_cells,
     linf_cells,
     load_paper_numbers,
+    load_paper_tables,
     model_cells,
+    not_run_list,
+    not_run_summary,
     scorecard,
-    scorecard_summary,
+    scorecard_headline,
     scorecard_table,
     seed_summary,
 )
-from rsmooth.analysis.provenance import collect_provenance
+from rsmooth.analysis.provenance import PROVENANCE_COLUMNS, collect_provenance, provenance_table
 from rsmooth.analysis.tables import (
     NO_ACR,
     Table,
@@ -68,7 +78,7 @@ from rsmooth.analysis.tables import (
 )
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
-from rsmooth.pipeline import GridModel, format_value
+from rsmooth.pipeline import GridModel, certify_radii, format_value
 from rsmooth.train.methods import EACH_MODEL, REGISTRY, SEED_MEAN, get_method
 from rsmooth.train_config import OPTIONS
 
@@ -135,19 +145,46 @@ def by_sigma(certifications: Sequence[Certification]) -> dict[float, Logs]:
     return dict(sigmas)
 
 
-def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: bool = True) -> pd.DataFrame:
+def paper_values(
+    certifications: Sequence[Certification],
+    dataset: str,
+    *,
+    acr: bool = True,
+    reach: Callable[[float], float] | None = None,
+) -> pd.DataFrame:
     """This run's numbers under the papers' keys: envelopes, l-inf, and single models of the per-model tables
-    (their ACR only with ``acr``: the sequential procedure's grid radii give none)."""
+    (their ACR only with ``acr``: the sequential procedure's grid radii give none). ``reach`` maps a sigma to
+    the largest radius the run can certify at it (:attr:`Settings.reach`); an envelope's is the largest over
+    its models' sigmas."""
     radii = table_radii(dataset)
     groups = by_group(certifications)
+    sigmas: dict[str, set[float]] = defaultdict(set)
+    for c in certifications:
+        sigmas[method_group(c.model)].add(c.sigma)
+
+    def reach_of(*at: float) -> float | None:
+        return None if reach is None else max(reach(s) for s in at)
+
     frames = []
     for group, (method, setting) in _PAPER_GROUPS.items():
         if group in groups:
+            envelope_reach = reach_of(*sigmas[group])
             frames.append(
-                envelope_cells(groups[group], radii, dataset=dataset, method=method, setting=setting)
+                envelope_cells(
+                    groups[group],
+                    radii,
+                    dataset=dataset,
+                    method=method,
+                    setting=setting,
+                    reach=envelope_reach,
+                )
             )
             if setting == "envelope" and has_linf_table(dataset):
-                frames.append(linf_cells(groups[group], dataset=dataset, method=method, setting=setting))
+                frames.append(
+                    linf_cells(
+                        groups[group], dataset=dataset, method=method, setting=setting, reach=envelope_reach
+                    )
+                )
     smoothmix: dict[tuple[str, str, float], dict[int, Certification]] = defaultdict(dict)
     for c in certifications:
         train = c.model.train
@@ -158,7 +195,7 @@ def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: 
                 frames.append(
                     model_cells(
                         c.log, [0.0, *radii], dataset=dataset, method=row.method, setting=row.setting,
-                        sigma=c.sigma, acr=acr,
+                        sigma=c.sigma, acr=acr, reach=reach_of(c.sigma),
                     )
                 )  # fmt: skip
             # SmoothMix's tables: one model per (method, setting, sigma), the mean and std over its seeds.
@@ -173,7 +210,14 @@ def paper_values(certifications: Sequence[Certification], dataset: str, *, acr: 
     for (method, setting, sigma), by_seed in smoothmix.items():
         per_seed = [
             model_cells(
-                c.log, [0.0, *radii], dataset=dataset, method=method, setting=setting, sigma=sigma, acr=acr
+                c.log,
+                [0.0, *radii],
+                dataset=dataset,
+                method=method,
+                setting=setting,
+                sigma=sigma,
+                acr=acr,
+                reach=reach_of(sigma),
             )
             for _, c in sorted(by_seed.items())
         ]
@@ -217,6 +261,7 @@ class Settings:
     procedure: str  # the caption naming the certification procedure and alpha
     acr: bool  # CERTIFY gives maximal radii, so an ACR; the sequential procedure's grid radii do not
     provenance: dict[str, Any]
+    reach: Callable[[float], float] | None = None  # sigma -> the largest radius the run can certify
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -229,7 +274,26 @@ class Settings:
             procedure=procedure_caption(config["certify"]),
             acr=config["certify"]["procedure"] == "cohen",
             provenance=collect_provenance(config, seeds),
+            reach=certify_reach(config),
         )
+
+
+def certify_reach(config: Mapping[str, Any]) -> Callable[[float], float] | None:
+    """sigma -> the largest radius the run's certification can give (``max_certifiable_radius`` with the
+    config's N, alpha, procedure and, for the sequential procedure, its grid and test); None when the config
+    does not say N and alpha (then no cell is judged beyond reach)."""
+    certify = config["certify"]
+    if "n" not in certify or "alpha" not in certify:
+        return None
+    sequential = certify.get("procedure", "cohen") == "sequential"
+    return functools.partial(
+        max_certifiable_radius,
+        n=int(certify["n"]),
+        alpha=float(certify["alpha"]),
+        procedure="sequential" if sequential else "cohen",
+        radii=certify_radii(dict(config)) if sequential else None,
+        test=certify.get("test") if sequential else None,
+    )
 
 
 def result_tables(certifications: Sequence[Certification], settings: Settings) -> dict[str, Table]:
@@ -293,12 +357,17 @@ def write_results(
     dataset = settings.dataset
     card = scorecard(
         load_paper_numbers().query("dataset == @dataset"),
-        paper_values(certifications, dataset, acr=settings.acr),
+        paper_values(certifications, dataset, acr=settings.acr, reach=settings.reach),
     )
     with atomic_open(out / "scorecard.csv") as handle:
         card.to_csv(handle, index=False)
-    write_html_page(out / "scorecard.html", "Scorecard: this run beside the papers", _scorecard_body(card, settings),
-                    settings.provenance)  # fmt: skip
+    write_html_page(out / "scorecard.html", "Scorecard: this run beside the papers",
+                    _scorecard_body(card, settings, certifications), settings.provenance)  # fmt: skip
+    missing = not_run_list(card)
+    with atomic_open(out / "scorecard_not_run.csv") as handle:
+        missing.to_csv(handle, index=False)
+    write_html_page(out / "scorecard_not_run.html", "Scorecard: the paper cells not run",
+                    _not_run_body(missing, settings), settings.provenance)  # fmt: skip
 
     frame = certification_frame(certifications, settings.radii, acr=settings.acr)
     with atomic_open(out / "cells.csv") as handle:
@@ -307,26 +376,144 @@ def write_results(
     write_html_page(out / "cells.html", "Per-cell results", body, settings.provenance)
 
     provenance = settings.provenance
+    results = [(c.log.attrs["path"], c.model.id, c.sigma) for c in certifications]
+    per_result, data_files = provenance_table(results)
+    with atomic_open(out / "provenance.csv") as handle:
+        pd.DataFrame(per_result, columns=PROVENANCE_COLUMNS).to_csv(handle, index=False)
     config_body = (
-        f"<h2>Configuration</h2><pre>{html.escape(_yaml(config))}</pre>"
-        f"<h2>Provenance</h2><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>"
         f"<p>{len(grid['models'])} models, {len(certifications)} certification logs, "
         f"{sum(len(c.log) for c in certifications)} certified images.</p>"
+        + _provenance_section(per_result, data_files)
+        + f"<h2>Code and packages</h2><pre>{html.escape(json.dumps(provenance, indent=2, sort_keys=True))}</pre>"
+        f"<h2>Configuration</h2><pre>{html.escape(_yaml(config))}</pre>"
     )
     write_html_page(out / "configuration.html", "Configuration", config_body, provenance)
     return card, certifications
 
 
-def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
-    summary = scorecard_summary(card).to_html(index=False, float_format="{:.3f}".format)
-    ran = card[card["status"] != "not run"]
+VERDICTS = (
+    "<p><strong>How to read the verdicts.</strong> Each value of this run is an estimate over the images it "
+    "certified, shown with its 95% interval: Clopper-Pearson (exact binomial) for accuracies and rates, "
+    "Student's t for the ACR (a mean over images). A cell <em>matches</em> when the paper's value, up to the "
+    "rounding it is printed with, lies inside that interval: with this many images the run cannot tell the two "
+    "apart. It <em>differs</em> when the paper's value lies outside. It is <em>beyond reach</em> (neither) when "
+    "the cell asks for a radius larger than any certificate this run can give at its sigma, "
+    "sigma &times; &Phi;<sup>-1</sup>(alpha<sup>1/N</sup>) for CERTIFY with N draws and failure probability "
+    "alpha (the top grid radius the sequential test reaches within n_max draws): there the run's value is 0 "
+    "whatever the model (for the ACR: the paper's ACR exceeds that radius). An envelope's interval is the one "
+    "of the model that wins at that radius, and a mean over seeds pools the seeds' images; the choice of the "
+    "best model is not accounted for. <em>Not run</em>: this run has no model for the cell.</p>"
+)
+
+
+def _scorecard_body(card: pd.DataFrame, settings: Settings, certifications: Sequence[Certification]) -> str:
+    headline = scorecard_headline(card, load_paper_tables())
+    ran = card[card["status"] != NOT_RUN]
+    images = sorted({len(c.log) for c in certifications})
+    reach = ""
+    if settings.reach is not None and certifications:
+        by_sigma = ", ".join(
+            f"{settings.reach(s):.3f} at sigma = {format_value(s)}"
+            for s in sorted({c.sigma for c in certifications})
+        )
+        reach = f" The largest radius it can certify is {by_sigma}."
+    totals = {status: int((card["status"] == status).sum()) for status in STATUSES}
     return (
-        f"<p>{len(ran)} of {len(card)} cells of the papers' {settings.dataset} tables are covered by this run, "
-        f"certified with {html.escape(settings.procedure)}.</p>"
-        f"<h2>Summary</h2>{summary}<h2>Cells run</h2>"
-        + (to_html(scorecard_table(ran), fragment=True) if len(ran) else "<p>none</p>")
+        f"<p>{len(ran)} of {len(card)} cells of the papers' {html.escape(settings.dataset)} tables are covered by "
+        f"this run ({totals[MATCH]} match, {totals[DIFFERS]} differ, {totals[BEYOND_REACH]} beyond reach), "
+        f"certified with {html.escape(settings.procedure)} on {'/'.join(map(str, images)) or 'no'} images per "
+        f"model.{html.escape(reach)}</p>"
+        + VERDICTS
+        + "<h2>Per paper table</h2>"
+        + to_html(_headline_table(headline), fragment=True)
+        + "<h2>Cells run</h2>"
+        + (
+            to_html(scorecard_table(ran, caption="Every paper cell this run covers"), fragment=True)
+            if len(ran)
+            else "<p>none</p>"
+        )
         + "<h2>Cells not run</h2>"
-        + card[card["status"] == "not run"][["paper", "table", "row", "column"]].to_html(index=False)
+        + f"<p>{totals[NOT_RUN]} paper cells have no model in this run; per paper, table and method below, one "
+        "row each in <code>scorecard_not_run.html</code> (and <code>.csv</code>).</p>"
+        + to_html(_not_run_summary_table(not_run_summary(card)), fragment=True)
+    )
+
+
+def _headline_table(headline: pd.DataFrame) -> Table:
+    def shown(value: Any, digits: int, scale: float) -> str:
+        return value if isinstance(value, str) else f"{value * scale:.{digits}f}"
+
+    values = pd.DataFrame(
+        {
+            "paper": headline["paper"],
+            "table": headline["table"],
+            "title": headline["title"],
+            "cells run": headline["run"].astype(str),
+            "match": headline[MATCH].astype(str),
+            "differ": headline[DIFFERS].astype(str),
+            "beyond reach": headline[BEYOND_REACH].astype(str),
+            "not run": headline[NOT_RUN].astype(str),
+            "best certified accuracy (%)": [shown(v, 1, 100) for v in headline["best certified accuracy"]],
+            "paper (%)": [shown(v, 1, 100) for v in headline["paper (same cell)"]],
+            "at": headline["at"],
+            "best ACR": [shown(v, 3, 1) for v in headline["best ACR"]],
+            "paper ACR": [shown(v, 3, 1) for v in headline["paper ACR (same cell)"]],
+        }
+    ).set_index("paper")
+    caption = (
+        "Per paper table: cells run and their verdicts; the run's best certified accuracy at a radius > 0 (and "
+        "best ACR) among the cells it can reach, beside the paper's value of that same cell"
+    )
+    return Table(values.astype(object), caption=caption, data=headline)
+
+
+def _not_run_summary_table(summary: pd.DataFrame) -> Table:
+    counts = summary.astype({"settings": str, "cells": str})  # counts as integers, not 9.00
+    values = counts.set_index("paper") if len(summary) else pd.DataFrame({"cells": []})
+    caption = "Paper cells not run, per paper, table and method (settings: distinct settings of the method)"
+    return Table(values.astype(object), caption=caption, data=summary)
+
+
+def _not_run_body(missing: pd.DataFrame, settings: Settings) -> str:
+    caption = (
+        f"Every cell of the papers' {settings.dataset} tables this run has no model for; paper value in percent "
+        "(ACR in l2 units)"
+    )
+    shown = missing.assign(
+        **{
+            "paper value": [
+                f"{v:.3f}" if m == "acr" else f"{v:.1f}"
+                for v, m in zip(missing["paper value"], missing["metric"], strict=True)
+            ]
+        }
+    )
+    table = Table(shown.set_index("paper").astype(object), caption=caption, data=missing)
+    return f"<p>{len(missing)} cells.</p>" + (to_html(table, fragment=True) if len(missing) else "")
+
+
+def _provenance_section(per_result: list[dict[str, Any]], data_files: Mapping[str, Any]) -> str:
+    """Per result, the run that wrote it (``rsmooth.analysis.provenance``), and the data files' checksums."""
+    frame = pd.DataFrame(per_result, columns=PROVENANCE_COLUMNS)
+    results = Table(
+        frame.set_index("result").astype(object),
+        caption="Per certification log: the checkpoint certified, the command, date and host of the job that "
+        "wrote it (one row per shard of a merged log); paths relative to the run's working directory",
+        data=frame,
+    )
+    files = pd.DataFrame(
+        {"file": list(data_files), "sha256 (or size in bytes)": [str(v) for v in data_files.values()]}
+    )
+    data = Table(
+        files.set_index("file").astype(object) if len(files) else pd.DataFrame({"file": ["none recorded"]}),
+        caption="The data files the certifications read, with the sha256 computed when the data set was put "
+        "in place (a size where the data set's stamp predates the checksums)",
+        data=files,
+    )
+    return (
+        "<h2>Provenance per result</h2>"
+        + (to_html(results, fragment=True) if len(frame) else "<p>no results</p>")
+        + "<h2>Data files</h2>"
+        + to_html(data, fragment=True)
     )
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from rsmooth.data.manifest import file_sha256
 from rsmooth.data.registry import SyntheticSizes, backend, get_dataset
 from rsmooth.dataset_info import dataset_spec
 
@@ -46,10 +47,12 @@ def _download_or_check(dataset: str, root: Path) -> str:
 
 
 def stamp_record(dataset: str, root: str | Path, source: str) -> dict[str, Any]:
-    """What the stamp file says: the data set, its source and root, and each expected file's size."""
+    """What the stamp file says: the data set, its source and root, each expected file's size, and the sha256
+    of each expected file (folders are not hashed): computed once here, shown in every result's provenance."""
     files = expected_files(dataset, root)
     sizes = {str(p): p.stat().st_size if p.is_file() else "directory" for p in files}
-    return {"dataset": dataset, "source": source, "root": str(root), "files": sizes}
+    sha256 = {str(p): file_sha256(p) for p in files if p.is_file()}
+    return {"dataset": dataset, "source": source, "root": str(root), "files": sizes, "sha256": sha256}
 
 
 def prepare_dataset(

@@ -18,6 +18,7 @@ rule describe_grid:
 
 rule aggregate:
     input:
+        script=report_script("aggregate.py"),
         grid=rules.describe_grid.output.grid,
         config=rules.describe_grid.output.config,
         logs=all_certification_logs(),
@@ -36,6 +37,11 @@ rule aggregate:
             caption="../report/scorecard.rst",
             category="Scorecard",
         ),
+        not_run=report(
+            f"{ANALYSIS}/scorecard_not_run.html",
+            caption="../report/scorecard_not_run.rst",
+            category="Scorecard",
+        ),
         certifications=report(
             f"{ANALYSIS}/cells.html", caption="../report/cells.rst", category="Per-cell results"
         ),
@@ -48,11 +54,9 @@ rule aggregate:
         "results/logs/aggregate.log",
     localrule: True
     params:
-        script=script("aggregate.py"),
         out=lambda wc, output: Path(output.scorecard).parent,
     shell:
-        "python {params.script} --grid {input.grid} --config {input.config} "
-        "--out {params.out} > {log} 2>&1"
+        "python {input.script} --grid {input.grid} --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 # The figures are a directory: which of them a run has depends on its models and on the paper tables it
@@ -60,6 +64,7 @@ rule aggregate:
 # lists every PNG there (patterns), each with its own caption (figures.rst, by the `figure` wildcard).
 rule figures:
     input:
+        script=report_script("figures.py"),
         grid=rules.describe_grid.output.grid,
         config=rules.describe_grid.output.config,
         logs=all_certification_logs(),
@@ -74,17 +79,15 @@ rule figures:
     log:
         "results/logs/figures.log",
     localrule: True
-    params:
-        script=script("figures.py"),
     shell:
-        "python {params.script} --grid {input.grid} --config {input.config} "
-        "--out {output.figures} > {log} 2>&1"
+        "python {input.script} --grid {input.grid} --config {input.config} --out {output.figures} > {log} 2>&1"
 
 
 # The cost estimate of the config (rsmooth.plan): local, seconds, no GPU. `throughput` (a file) replaces the
 # default figures.
 rule plan:
     input:
+        script=report_script("plan.py"),
         config=rules.describe_grid.output.config,
         throughput=config.get("throughput") or [],
     output:
@@ -94,31 +97,38 @@ rule plan:
         "results/logs/plan.log",
     localrule: True
     params:
-        script=script("plan.py"),
         throughput=lambda wc, input: f"--throughput {input.throughput}" if input.throughput else "",
         out=lambda wc, output: Path(output.csv).parent,
     shell:
-        "python {params.script} {input.config} --name configuration {params.throughput} --out {params.out} "
+        "python {input.script} {input.config} --name configuration {params.throughput} --out {params.out} "
         "> {log} 2>&1"
 
 
 rule runtimes:
     input:
+        script=report_script("runtimes.py"),
         models=[f"results/models/{c}/model.pt" for c in MODELS],
         logs=all_certification_logs(),
+        # Every attack job too: without them the run times were read before the attacks had run.
+        attacks=attack_plan_inputs,
         plan=rules.plan.output.csv,
         config=rules.describe_grid.output.config,
     output:
-        report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
+        page=report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
+        plan_figure=report(
+            f"{ANALYSIS}/runtimes_plan.png",
+            caption="../report/runtimes_plan.rst",
+            category="Run times",
+        ),
     log:
         "results/logs/runtimes.log",
     localrule: True
     params:
-        script=script("runtimes.py"),
         benchmarks="results/benchmarks",
         # The efficiency table: work logs under results/, retries from the SLURM profile's slurm-logdir.
-        results=lambda wc, output: Path(output[0]).parents[1],  # results/analysis/runtimes.html
+        results=lambda wc, output: Path(output.page).parents[1],  # results/analysis/runtimes.html
         slurm_logs="results/logs/slurm",
     shell:
-        "python {params.script} {params.benchmarks} {output} --plan {input.plan} --config {input.config} "
+        "python {input.script} {params.benchmarks} {output.page} --plan {input.plan} "
+        "--plan-figure {output.plan_figure} --config {input.config} "
         "--results {params.results} --slurm-logs {params.slurm_logs} > {log} 2>&1"

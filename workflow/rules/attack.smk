@@ -128,6 +128,7 @@ rule describe_attacks:
 
 rule empirical:
     input:
+        script=report_script("empirical.py"),
         plan=rules.describe_attacks.output[0],
         config=rules.describe_grid.output.config,
         logs=attack_plan_inputs,
@@ -156,8 +157,6 @@ rule empirical:
         "results/logs/empirical.log",
     localrule: True
     params:
-        script=script("empirical.py"),
         out=lambda wc, output: Path(output.accuracy).parent,
     shell:
-        "python {params.script} --plan {input.plan} --config {input.config} --out {params.out} "
-        "> {log} 2>&1"
+        "python {input.script} --plan {input.plan} --config {input.config} --out {params.out} > {log} 2>&1"

@@ -1,6 +1,7 @@
 # Grid expansion and paths shared by every rule. The grid logic lives in rsmooth.pipeline (no torch
 # import, so building the DAG stays fast).
 import json
+import os
 import re
 from pathlib import Path
 
@@ -67,6 +68,14 @@ wildcard_constraints:
 def script(name):
     """A script of scripts/ by absolute path (passed as a param, so the workflow runs from any directory)."""
     return str(SCRIPTS / name)
+
+
+def report_script(name):
+    """A script of scripts/ by its path relative to the working directory, for the local rules whose outputs
+    go into the report: they take it as an input (run as ``{input.script}``), since the report shows every
+    such rule's inputs, params and code, and none may show an absolute path of the machine that ran it. As an
+    input it also reruns the (cheap) job when the script changes."""
+    return os.path.relpath(SCRIPTS / name)
 
 
 def data_root(stamps):
