@@ -278,21 +278,18 @@ class Settings:
         )
 
 
-def certify_reach(config: Mapping[str, Any]) -> Callable[[float], float] | None:
+def certify_reach(config: Mapping[str, Any]) -> Callable[[float], float]:
     """sigma -> the largest radius the run's certification can give (``max_certifiable_radius`` with the
-    config's N, alpha, procedure and, for the sequential procedure, its grid and test); None when the config
-    does not say N and alpha (then no cell is judged beyond reach)."""
+    loaded config's N, alpha, procedure and, for the sequential procedure, its grid and test)."""
     certify = config["certify"]
-    if "n" not in certify or "alpha" not in certify:
-        return None
-    sequential = certify.get("procedure", "cohen") == "sequential"
+    sequential = certify["procedure"] == "sequential"
     return functools.partial(
         max_certifiable_radius,
         n=int(certify["n"]),
         alpha=float(certify["alpha"]),
-        procedure="sequential" if sequential else "cohen",
+        procedure=certify["procedure"],
         radii=certify_radii(dict(config)) if sequential else None,
-        test=certify.get("test") if sequential else None,
+        test=certify["test"] if sequential else None,
     )
 
 
