@@ -66,10 +66,14 @@ from rsmooth.analysis.tables import (
     write_html_page,
     write_table,
 )
+from rsmooth.html_page import display_frame, interactive_table
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import GridModel, format_value
 from rsmooth.train.methods import EACH_MODEL, REGISTRY, SEED_MEAN, get_method
+
+# The report's tables of accuracies: percent with one decimal.
+PERCENT = {"percent": True, "digits": 1}
 
 TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
 
@@ -238,12 +242,18 @@ def result_tables(certifications: Sequence[Certification], settings: Settings) -
         settings.acr,
     )
     tables = {
+        # Percent with one decimal, as the papers print them (the CSVs keep the fractions).
         "per_model": model_table(
-            logs, radii, caption="Certified accuracy of every model (best per radius marked)"
+            logs, radii, caption="Certified accuracy (%) of every model (best per radius marked)", **PERCENT
         ),
-        "envelope": envelope_table(groups, radii, caption="Best model per radius, with its clean accuracy"),
+        "envelope": envelope_table(
+            groups,
+            radii,
+            caption="Best model per radius: certified accuracy (%), its clean accuracy (%) before it",
+            **PERCENT,
+        ),
         "envelope_per_sigma": per_sigma_envelope_table(
-            by_sigma(certifications), radii, caption="Envelope per sigma"
+            by_sigma(certifications), radii, caption="Envelope per sigma: certified accuracy (%)", **PERCENT
         ),
         "abstention": abstention_table(
             groups,
@@ -300,8 +310,7 @@ def write_results(
     frame = certification_frame(certifications, settings.radii, acr=settings.acr)
     with atomic_open(out / "cells.csv") as handle:
         frame.to_csv(handle, index=False)
-    body = frame.to_html(index=False, float_format="{:.3f}".format)
-    write_html_page(out / "cells.html", "Per-cell results", body, settings.provenance)
+    write_html_page(out / "cells.html", "Per-cell results", _cells_body(frame, settings), settings.provenance)
 
     provenance = settings.provenance
     config_body = (
@@ -314,6 +323,32 @@ def write_results(
     return card, certifications
 
 
+def _cells_body(frame: pd.DataFrame, settings: Settings) -> str:
+    """The per-(model, sigma) table: accuracies in percent, readable names, sortable and searchable."""
+    radii = [c for c in frame.columns if c.startswith("r = ")]
+    percent = ["clean accuracy", *radii, "abstention"]
+    names = {
+        "certify sigma": "Certified at sigma",
+        "clean accuracy": "Clean accuracy (%)",
+        **{c: f"Certified accuracy (%) at {c}" for c in radii},
+        "ACR": "ACR",
+        "abstention": "Abstention (%)",
+        "num_noise_vec": "Noise draws m (training)",
+        "sigma": "Training sigma",
+        "eps": "Training eps",
+        "steps": "Attack steps (training)",
+    }
+    digits = {"ACR": 3} if settings.acr and "ACR" in frame.columns else {}
+    shown = display_frame(frame, percent=percent, names=names, digits=digits)
+    caption = (
+        f"One row per trained model and certification noise level: {len(frame)} certification logs of this "
+        f"run, certified with {settings.procedure}. Certified accuracy at radius r is the share of the "
+        "certified test images classified correctly with a certified L2 radius of at least r (abstentions "
+        "count as wrong)."
+    )
+    return interactive_table(shown, caption, table_id="cells")
+
+
 def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
     summary = scorecard_summary(card).to_html(index=False, float_format="{:.3f}".format)
     ran = card[card["status"] != "not run"]
@@ -323,7 +358,11 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
         f"<h2>Summary</h2>{summary}<h2>Cells run</h2>"
         + (to_html(scorecard_table(ran), fragment=True) if len(ran) else "<p>none</p>")
         + "<h2>Cells not run</h2>"
-        + card[card["status"] == "not run"][["paper", "table", "row", "column"]].to_html(index=False)
+        + interactive_table(
+            display_frame(card[card["status"] == "not run"][["paper", "table", "row", "column"]]),
+            "Cells of the papers' tables that no model of this run stands for.",
+            table_id="not_run",
+        )
     )
 
 
