@@ -108,6 +108,14 @@ def interactive_table(frame: Any, caption: str, *, table_id: str, page_length: i
         lengthMenu=[10, 25, 100, -1],
         format_floats_in_python=True,  # 60.0 as written, sorted by the number
         classes="display compact cell-border",
+        # Search box, page length and paging on every table, short ones too (itables hides them when the
+        # layout is its default and the rows fit on one page; the search box's options make it not so).
+        layout={
+            "topStart": "pageLength",
+            "topEnd": {"search": {"placeholder": "filter rows"}},
+            "bottomStart": "info",
+            "bottomEnd": "paging",
+        },
     )
     # itables writes a missing number as "NaN"; the report writes "–" for it everywhere.
     table = table.replace('[\\"NaN\\", \\"___NaN___\\"]', '[\\"\u2013\\", \\"___NaN___\\"]')
@@ -128,9 +136,11 @@ def display_frame(
     digits: Mapping[str, int] | None = None,
 ) -> Any:
     """A copy of ``frame`` (pandas) for display: the ``percent`` columns (fractions) times 100 with one
-    decimal; the ``digits`` columns rounded; booleans as "yes"/"no"; columns renamed by ``names``, the
+    decimal; the ``digits`` columns rounded to that many decimals (after the percent scaling); booleans as "yes"/"no"; columns renamed by ``names``, the
     others by :func:`readable_name`. Unknown column names are an error (a renamed column would else stay
     a fraction silently)."""
+    import pandas as pd
+
     names = dict(names or {})
     digits = dict(digits or {})
     unknown = sorted({*percent, *names, *digits} - set(map(str, frame.columns)))
@@ -143,10 +153,17 @@ def display_frame(
             values.dtype == object and values.map(type).eq(bool).all() and len(values)
         ):
             shown[column] = values.map({True: "yes", False: "no"})
-    for column in percent:
-        shown[column] = (shown[column].astype(float) * 100).round(PERCENT_DIGITS)
+        elif str(values.dtype) in ("Int8", "Int16", "Int32", "Int64") and values.isna().any():
+            # Counts with unknowns: blank where unknown (JSON has no NA; DataTables still sorts them as numbers).
+            shown[column] = pd.Series(
+                ["" if pd.isna(v) else str(v) for v in values], index=values.index, dtype=object
+            )
+    for column in percent:  # rounded to PERCENT_DIGITS unless ``digits`` names the column
+        shown[column] = (shown[column].astype(float) * 100).round(digits.get(column, PERCENT_DIGITS))
     for column, places in digits.items():
-        shown[column] = shown[column].astype(float).round(places)
+        rounded = shown[column].astype(float).round(places)
+        # Whole numbers without a trailing ".0" (itables formats a float column with one shared format).
+        shown[column] = rounded.astype(int) if places == 0 and rounded.notna().all() else rounded
     return shown.rename(columns={c: names.get(str(c), readable_name(c)) for c in shown.columns})
 
 

@@ -21,7 +21,7 @@ from rsmooth.analysis.efficiency import (
     rule_efficiency,
     train_images_per_epoch,
 )
-from rsmooth.html_page import write_page
+from rsmooth.html_page import display_frame, interactive_table, write_page
 from rsmooth.io import atomic_open
 
 
@@ -87,7 +87,16 @@ def main(argv: list[str] | None = None) -> None:
             "<h2>Efficiency per rule</h2>",
             efficiency_html(efficiency),
             "<h2>Run time of every job</h2>",
-            jobs.to_html(index=False, float_format="{:.1f}".format),
+            interactive_table(
+                display_frame(
+                    jobs,
+                    names={"seconds": "Wall time (s)", "max_rss_mb": "Peak memory (MB)"},
+                    digits={"seconds": 1, "max_rss_mb": 0},
+                ),
+                f"Wall time and peak resident memory of each of the {len(jobs)} jobs of this run, from "
+                "Snakemake's benchmark files (the last attempt of a retried job).",
+                table_id="jobs",
+            ),
         ]
     )
     write_page(args.output, "Run times", body)  # a whole page, as every other page of the report

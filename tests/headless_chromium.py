@@ -185,3 +185,26 @@ class Browser:
         path = Path(path)
         path.write_bytes(base64.b64decode(data))
         return path
+
+
+def ensure_chromium() -> tuple[str | None, str]:
+    """Chromium's path, installing Debian's ``chromium`` with apt-get when the tests run as root on
+    Debian/Ubuntu (as tests/test_slurm.py installs SLURM); otherwise ``None`` and the reason to skip."""
+    found = find_chromium()
+    if found:
+        return found, ""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return None, "needs Chromium, or root and apt-get to install Debian's chromium"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        if result.returncode != 0:
+            return None, f"{' '.join(command)} failed: {result.stderr[-500:]}"
+    found = find_chromium()
+    return found, "" if found else "apt-get installed chromium, but no chromium executable is on PATH"
+
+
+def child_frames(browser: Browser) -> list[str]:
+    """The ids of the page's child frames (the report shows an HTML result in an iframe)."""
+    tree = browser.command("Page.getFrameTree")["frameTree"]
+    return [child["frame"]["id"] for child in tree.get("childFrames", [])]

@@ -151,21 +151,24 @@ rule empirical:
                 f"{EMPIRICAL_OUT}/figures/{f}.png",
                 caption="../report/empirical.rst",
                 category="Empirical robustness",
+                subcategory="Figures",
                 labels={"figure": f},
             )
             for f in EMPIRICAL_FIGURES
         ],
         accuracy=report(
             f"{EMPIRICAL_OUT}/accuracy.html",
-            caption="../report/empirical.rst",
+            caption="../report/empirical_accuracy.rst",
             category="Empirical robustness",
-            labels={"figure": "accuracy per model"},
+            subcategory="Accuracy per attack",
+            labels={"table": "accuracy per attack"},
         ),
         audit=report(
             f"{EMPIRICAL_OUT}/audit.html",
             caption="../report/audit.rst",
             category="Empirical robustness",
-            labels={"figure": "certificate audit"},
+            subcategory="Certificate audit",
+            labels={"table": "certificate audit"},
         ),
     log:
         "results/logs/empirical.log",
