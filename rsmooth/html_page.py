@@ -122,6 +122,15 @@ def interactive_table(frame: Any, caption: str, *, table_id: str, page_length: i
     return f'<div class="{INTERACTIVE_CLASS}">\n{table}\n</div>'
 
 
+def static_table(frame: Any, caption: str = "") -> str:
+    """A short ``frame`` (pandas; pass it through :func:`display_frame` first) as a plain table of the
+    report's look, ``caption`` above it, a dash for a missing value."""
+    table = frame.to_html(index=False, classes="rsmooth", border=0, na_rep="\u2013", escape=True)
+    if caption:
+        table = table.replace(">", f"><caption>{escape(caption)}</caption>", 1)
+    return table
+
+
 def readable_name(column: str) -> str:
     """A column name for a reader: ``max_rss_mb`` -> ``Max rss mb``; already readable names are kept."""
     text = str(column).replace("_", " ")
@@ -175,6 +184,7 @@ __all__ = [
     "interactive_table",
     "page",
     "readable_name",
+    "static_table",
     "table_library",
     "write_page",
 ]

@@ -21,7 +21,7 @@ from rsmooth.analysis.efficiency import (
     rule_efficiency,
     train_images_per_epoch,
 )
-from rsmooth.html_page import display_frame, interactive_table, write_page
+from rsmooth.html_page import display_frame, interactive_table, static_table, write_page
 from rsmooth.io import atomic_open
 
 
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     body = "\n".join(
         [
             "<h2>Run times per rule</h2>",
-            totals.to_html(index=False, float_format="{:.1f}".format),
+            static_table(
+                display_frame(totals, digits={c: 1 for c in totals.columns if c.endswith("seconds")})
+            ),
             "<h2>Efficiency per rule</h2>",
             efficiency_html(efficiency),
             "<h2>Run time of every job</h2>",

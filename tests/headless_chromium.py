@@ -193,8 +193,8 @@ def ensure_chromium() -> tuple[str | None, str]:
     found = find_chromium()
     if found:
         return found, ""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None, "needs Chromium, or root and apt-get to install Debian's chromium"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None or not Path("/etc/debian_version").exists():
+        return None, "needs Chromium, or root on Debian/Ubuntu (apt-get) to install Debian's chromium"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)

@@ -66,7 +66,7 @@ from rsmooth.analysis.tables import (
     write_html_page,
     write_table,
 )
-from rsmooth.html_page import display_frame, interactive_table
+from rsmooth.html_page import display_frame, interactive_table, static_table
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import GridModel, format_value
@@ -350,7 +350,10 @@ def _cells_body(frame: pd.DataFrame, settings: Settings) -> str:
 
 
 def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
-    summary = scorecard_summary(card).to_html(index=False, float_format="{:.3f}".format)
+    summary = static_table(
+        display_frame(scorecard_summary(card), digits={"mean_abs_difference": 3}),
+        "Cells per paper and table by verdict; the mean absolute difference over the cells run (fractions).",
+    )
     ran = card[card["status"] != "not run"]
     return (
         f"<p>{len(ran)} of {len(card)} cells of the papers' {settings.dataset} tables are covered by this run, "
