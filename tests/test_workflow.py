@@ -190,7 +190,7 @@ def test_the_report_renders_in_headless_chromium(demo_report, tmp_path):
     }
     assert len(seen["results"]) == sum(n for subs in layout.values() for n in subs.values())
     interactive = {table for _, table, _ in seen["sorted_and_filtered"]}
-    assert {"cells", "not_run", "efficiency", "jobs", "accuracy", "audit"} <= interactive
+    assert {"cells", "cells_run", "not_run", "efficiency", "jobs", "accuracy", "audit"} <= interactive
     assert all(Path(shot).stat().st_size > 10_000 for shot in seen["screenshots"])
 
 

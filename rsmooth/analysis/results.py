@@ -62,7 +62,6 @@ from rsmooth.analysis.tables import (
     model_table,
     per_sigma_envelope_table,
     procedure_caption,
-    to_html,
     write_html_page,
     write_table,
 )
@@ -359,7 +358,16 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings) -> str:
         f"<p>{len(ran)} of {len(card)} cells of the papers' {settings.dataset} tables are covered by this run, "
         f"certified with {html.escape(settings.procedure)}.</p>"
         f"<h2>Summary</h2>{summary}<h2>Cells run</h2>"
-        + (to_html(scorecard_table(ran), fragment=True) if len(ran) else "<p>none</p>")
+        + (
+            interactive_table(
+                display_frame(scorecard_table(ran).text().reset_index(), names={"status": "Verdict"}),
+                "Every cell of the papers' tables that this run reproduces: the paper's value, this run's "
+                "value and their difference, in percent (ACR as is).",
+                table_id="cells_run",
+            )
+            if len(ran)
+            else "<p>none</p>"
+        )
         + "<h2>Cells not run</h2>"
         + interactive_table(
             display_frame(card[card["status"] == "not run"][["paper", "table", "row", "column"]]),

@@ -368,7 +368,7 @@ def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragme
     footer = ""
     if provenance is not None:
         items = "".join(
-            f"<dt>{esc(str(k))}</dt><dd><code>{esc(provenance_line(v) if isinstance(v, Mapping) else str(v))}</code></dd>"
+            f"<dt>{esc(str(k))}</dt><dd><code>{esc(_provenance_value(v))}</code></dd>"
             for k, v in provenance.items()
         )
         footer = f'<footer class="provenance"><p>Provenance</p><dl>{items}</dl></footer>'
@@ -376,6 +376,12 @@ def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragme
     if fragment:
         return body + "\n"
     return page(table.caption or "rsmooth table", body)
+
+
+def _provenance_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return provenance_line(value) if isinstance(value, Mapping) else str(value)
 
 
 def to_csv(table: Table, provenance: Mapping[str, Any] | None = None) -> str:
