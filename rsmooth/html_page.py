@@ -34,7 +34,7 @@ STYLESHEET = (
     "body{font-family:sans-serif}"
     "table{border-collapse:collapse;font-size:0.9em;border:none}"
     "th,td{padding:0.25em 0.6em;border:none;border-bottom:1px solid #ccc;text-align:right}"
-    "th[scope=row]{text-align:left}td.best{font-weight:bold}"
+    "th[scope=row],th:first-child,td:first-child{text-align:left}td.best{font-weight:bold}"
     ".note{color:#666;font-size:0.85em}footer{font-size:0.8em;color:#555}"
     "caption{caption-side:top;text-align:left;padding:0.3em 0;color:#333;font-size:0.95em}"
     "pre{background:#f6f6f6;padding:0.5em;overflow:auto}"
