@@ -56,9 +56,10 @@ class Browser:
         self.profile = tempfile.mkdtemp(prefix="rsmooth-chromium-")
         commands_read, self._commands = os.pipe()
         self._replies, replies_write = os.pipe()
-        # The shell puts our pipe ends on the descriptors Chromium expects (3: commands, 4: replies).
+        # bash puts our pipe ends on the descriptors Chromium expects (3: commands, 4: replies); not sh:
+        # dash takes single-digit descriptors only, and under pytest the pipes get higher ones.
         self.process = subprocess.Popen(
-            ["sh", "-c", f'exec "$@" 3<&{commands_read} 4>&{replies_write}', "sh", executable, *FLAGS,
+            ["bash", "-c", f'exec "$@" 3<&{commands_read} 4>&{replies_write}', "bash", executable, *FLAGS,
              f"--user-data-dir={self.profile}", "about:blank"],
             pass_fds=(commands_read, replies_write), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
