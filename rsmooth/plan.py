@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from rsmooth.dataset_info import TRAIN_SET_SIZE
-from rsmooth.html_page import escape, page
+from rsmooth.html_page import escape, page, readable_name
 from rsmooth.pipeline import (
     attack_groups,
     attack_settings,
@@ -605,9 +605,17 @@ def _text_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+# Column headers of the HTML page (the CSV and the text table keep the field names).
+_HTML_HEADERS = {
+    "gpu_hours": "GPU-hours",
+    "cumulative_cohen": "Cumulative GPU-hours (CERTIFY)",
+    "cumulative_sequential": "Cumulative GPU-hours (sequential)",
+}
+
+
 def _html_table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    head = "".join(f"<th>{escape(_HTML_HEADERS.get(c, readable_name(c)))}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
     )

@@ -22,10 +22,9 @@ from rsmooth.analysis.efficiency import (
     plot_plan_vs_measured,
     read_benchmark,
     rule_efficiency,
-    significant,
     train_images_per_epoch,
 )
-from rsmooth.html_page import write_page
+from rsmooth.html_page import display_frame, interactive_table, static_table, write_page
 from rsmooth.io import atomic_open
 from rsmooth.pipeline import load_config
 
@@ -93,11 +92,22 @@ def main(argv: list[str] | None = None) -> None:
         [
             *plan_section,
             "<h2>Run times per rule</h2>",
-            totals.to_html(index=False, float_format=significant),
+            static_table(
+                display_frame(totals, digits={c: 1 for c in totals.columns if c.endswith("seconds")})
+            ),
             "<h2>Efficiency per rule</h2>",
             efficiency_html(efficiency),
             "<h2>Run time of every job</h2>",
-            jobs.to_html(index=False, float_format=significant),
+            interactive_table(
+                display_frame(
+                    jobs,
+                    names={"seconds": "Wall time (s)", "max_rss_mb": "Peak memory (MB)"},
+                    digits={"seconds": 1, "max_rss_mb": 0},
+                ),
+                f"Wall time and peak resident memory of each of the {len(jobs)} jobs of this run, from "
+                "Snakemake's benchmark files (the last attempt of a retried job).",
+                table_id="jobs",
+            ),
         ]
     )
     write_page(args.output, "Run times", body)  # a whole page, as every other page of the report

@@ -221,8 +221,9 @@ def test_the_script_writes_the_efficiency_section_and_csv(run):
         [str(run / "benchmarks"), str(output), "--results", str(run), "--slurm-logs", str(slurm_logs(run))]
     )
     html = output.read_text()
-    assert "Efficiency per rule" in html and "retries: time limit" in html
-    assert "n/a" in html and "NA" not in html  # unknown work reads n/a, not pandas' <NA>
+    assert "Efficiency per rule" in html and "Retries: time limit" in html
+    # Unknown work reads blank (counts) or a dash (rates), not pandas' <NA> or NaN.
+    assert "<NA>" not in html and '[\\"NaN\\"' not in html and '[\\"\u2013\\"' in html
     assert html.startswith("<!DOCTYPE html>") and f"<style>{STYLESHEET}</style>" in html
     efficiency = (run / "analysis" / "runtimes.efficiency.csv").read_text().splitlines()
     assert efficiency[0].startswith("rule,gpu,jobs,GPU-hours") and len(efficiency) == 1 + 4

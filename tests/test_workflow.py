@@ -167,6 +167,41 @@ def test_demo_runs_every_stage_and_builds_the_report(demo_run):
         assert not re.search(r"(?<![.\w])" + re.escape(str(path)), raw), path
 
 
+@pytest.fixture(scope="module")
+def demo_report(demo_run) -> Path:
+    """The demo's report.html, built by the README's report command (once: the test above builds it)."""
+    workdir, _ = demo_run
+    report = workdir / "report.html"
+    if not report.exists():
+        snakemake(*demo_arguments(DEMO_COMMANDS[1], workdir))
+    return report
+
+
+def test_the_report_renders_in_headless_chromium(demo_report, tmp_path):
+    """Every category, subcategory and result of the demo's report, clicked through in Chromium: figures
+    and tables render, every page has the one stylesheet, the interactive tables sort and filter, the
+    intro's category links show the category's own list, and the browser logs no error."""
+    from headless_chromium import ensure_chromium
+    from report_browser import check_report
+
+    chromium, reason = ensure_chromium()
+    if chromium is None:
+        pytest.skip(reason)
+    seen = check_report(demo_report, chromium, shots=tmp_path / "screenshots")
+    layout = seen["layout"]
+    assert set(layout) == {"Certified robustness", "Run and configuration", "Empirical robustness"}
+    assert set(layout["Certified robustness"]) == {
+        "Scorecard",
+        "Paper tables",
+        "Per-model results",
+        "Figures",
+    }
+    assert len(seen["results"]) == sum(n for subs in layout.values() for n in subs.values())
+    interactive = {table for _, table, _ in seen["sorted_and_filtered"]}
+    assert {"cells", "cells_run", "not_run", "efficiency", "jobs", "accuracy", "audit"} <= interactive
+    assert all(Path(shot).stat().st_size > 10_000 for shot in seen["screenshots"])
+
+
 def test_removing_one_shard_reruns_only_that_shard_and_what_depends_on_it(demo_run):
     workdir, _ = demo_run
     config = str(ROOT / "config" / "demo.yaml")

@@ -378,22 +378,29 @@ def certify_samples_per_image(config: Mapping[str, Any]) -> int | None:
 
 
 def efficiency_html(table: pd.DataFrame) -> str:
-    """The table as HTML for the report: counts with thousands separators, GPU-hours to 3 significant figures, seconds
-    and rates to 2, ``n/a`` for what is unknown or does not apply."""
+    """The table for the report, sortable and searchable (:func:`rsmooth.html_page.interactive_table`):
+    GPU-hours to 4 decimals (a demo's jobs take seconds), seconds and rates to 2, "yes"/"no" for the GPU
+    column, blank or a dash for what is unknown or does not apply."""
+    from rsmooth.html_page import display_frame, interactive_table
 
-    def cell(column: str, value: Any) -> str:
-        if isinstance(value, bool):
-            return "yes" if value else "no"
-        if pd.isna(value):
-            return "n/a"
-        if isinstance(value, float):
-            return significant(value) if column == "GPU-hours" else f"{value:,.2f}"
-        return f"{value:,}" if isinstance(value, int) else str(value)
-
-    shown = pd.DataFrame(
-        {c: [cell(c, v) for v in table[c].astype(object)] for c in table.columns}, columns=table.columns
+    present = set(table.columns)
+    digits = {c: 4 if c == "GPU-hours" else 2 for c in ("GPU-hours", "work seconds", "images/s", "samples/s")}
+    shown = display_frame(
+        table,
+        names={
+            "gpu": "GPU rule",
+            "work seconds": "Work (s)",
+            "images/s": "Images/s",
+            "samples/s": "Samples/s",
+        },
+        digits={c: d for c, d in digits.items() if c in present},
     )
-    return shown.to_html(index=False)
+    caption = (
+        "Per rule: GPU-hours used (benchmark wall time of the GPU rules' successful attempts), the images "
+        "and noise samples processed and their rates over the seconds the work logs record, and the jobs "
+        "retried by cause (from the SLURM executor's logs; zero for a local run)."
+    )
+    return interactive_table(shown, caption, table_id="efficiency")
 
 
 # -- the cost plan beside the run ------------------------------------------------------------------------------
@@ -449,7 +456,9 @@ def plan_vs_measured_html(table: pd.DataFrame) -> str:
         }
     )
     shown.insert(0, "rule", table["rule"])
-    return shown.to_html(index=False)
+    from rsmooth.html_page import static_table
+
+    return static_table(shown)
 
 
 def plot_plan_vs_measured(table: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -29,6 +29,7 @@ from rsmooth.analysis.empirical import audit_summary, certificate_audit, empiric
 from rsmooth.analysis.figures import plot_certified_and_empirical, step_curve
 from rsmooth.analysis.metrics import certified_accuracy
 from rsmooth.analysis.tables import write_html_page
+from rsmooth.html_page import display_frame, interactive_table
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_attack_log, read_certify_log
 
@@ -175,14 +176,35 @@ def write_empirical_analysis(
         write_html_page(
             out / "accuracy.html",
             "Empirical accuracy per model",
-            "<p>Empirical accuracy: PREDICT on the adversarial example returns the label (an abstention counts as "
-            "wrong). Certified accuracy: the same model's certificates at radius eps.</p>"
-            + frame.to_html(index=False, float_format="{:.3f}".format),
+            _accuracy_table(frame, plan),
             provenance,
         )
     )
     written.extend(_write_audit(plan, out, provenance))
     return written
+
+
+def _accuracy_table(frame: pd.DataFrame, plan: Mapping[str, Any]) -> str:
+    """The per-attack table: accuracies in percent, readable names, sortable and searchable."""
+    shown = display_frame(
+        frame,
+        percent=["empirical_accuracy", "certified_accuracy"],
+        names={
+            "base_attack": "Attack on the base classifier",
+            "num_noise": "Noise draws m_test",
+            "n": "PREDICT n",
+            "eps": "eps (L2)",
+            "empirical_accuracy": "Empirical accuracy (%)",
+            "certified_accuracy": "Certified accuracy (%) at eps",
+        },
+    )
+    caption = (
+        f"One row per attack log of this run ({len(frame)}): the model, the attack setting and its L2 budget "
+        "eps. Empirical accuracy: PREDICT on the adversarial example returns the label (an abstention counts "
+        "as wrong). Certified accuracy: the same model's certificates at radius eps "
+        f"(CERTIFY alpha = {plan['alpha_certify']:g}, PREDICT alpha = {plan['alpha_predict']:g})."
+    )
+    return interactive_table(shown, caption, table_id="accuracy")
 
 
 def _write_audit(plan: Mapping[str, Any], out: Path, provenance: Mapping[str, Any] | None) -> list[Path]:
@@ -214,8 +236,33 @@ def _write_audit(plan: Mapping[str, Any], out: Path, provenance: Mapping[str, An
         "<b>A rate well above that bound means a bug or a broken assumption</b> (another model, noise or data "
         "between certification and attack, or arithmetic that changed the classifier). Abstentions within "
         "the radius are allowed and counted apart.</p>"
-        + summary.to_html(index=False, float_format="{:.4g}".format)
+        + interactive_table(
+            display_frame(
+                summary,
+                percent=["contradiction_rate", "bound"],
+                digits={"contradiction_rate": 3, "bound": 3},
+                names={
+                    "pairs": "Images certified and attacked below their radius",
+                    "contradiction_rate": "Contradiction rate (%)",
+                    "abstentions_within_radius": "Abstentions within the radius",
+                    "bound": "Bound (%)",
+                    "above_bound": "Above the bound",
+                },
+            ),
+            f"Per attacked model: images certified and attacked below their radius, contradictions and their "
+            f"rate beside the bound alpha_certify + alpha_predict = {bound:g}.",
+            table_id="audit",
+        )
         + "<h2>Contradictions</h2>"
-        + (events.to_html(index=False) if len(events) else "<p>none</p>")
+        + (
+            interactive_table(
+                display_frame(events),
+                "Every image whose attack contradicts its certificate: the model, the image, the certified "
+                "class and radius, the attack's eps and PREDICT's answer.",
+                table_id="contradictions",
+            )
+            if len(events)
+            else "<p>none</p>"
+        )
     )
     return [out / "audit.csv", write_html_page(out / "audit.html", "Certificate audit", body, provenance)]

@@ -76,11 +76,15 @@ from rsmooth.analysis.tables import (
     write_html_page,
     write_table,
 )
+from rsmooth.html_page import display_frame, interactive_table
 from rsmooth.io import atomic_open
 from rsmooth.logformat import read_certify_log
 from rsmooth.pipeline import GridModel, certify_radii, format_value
 from rsmooth.train.methods import EACH_MODEL, REGISTRY, SEED_MEAN, get_method
 from rsmooth.train_config import OPTIONS
+
+# The report's tables of accuracies: percent with one decimal.
+PERCENT = {"percent": True, "digits": 1}
 
 TABLES = ("per_model", "envelope", "envelope_per_sigma", "abstention", "linf", "acr")
 
@@ -302,12 +306,18 @@ def result_tables(certifications: Sequence[Certification], settings: Settings) -
         settings.acr,
     )
     tables = {
+        # Percent with one decimal, as the papers print them (the CSVs keep the fractions).
         "per_model": model_table(
-            logs, radii, caption="Certified accuracy of every model (best per radius marked)"
+            logs, radii, caption="Certified accuracy (%) of every model (best per radius marked)", **PERCENT
         ),
-        "envelope": envelope_table(groups, radii, caption="Best model per radius, with its clean accuracy"),
+        "envelope": envelope_table(
+            groups,
+            radii,
+            caption="Best model per radius: certified accuracy (%), its clean accuracy (%) before it",
+            **PERCENT,
+        ),
         "envelope_per_sigma": per_sigma_envelope_table(
-            by_sigma(certifications), radii, caption="Envelope per sigma"
+            by_sigma(certifications), radii, caption="Envelope per sigma: certified accuracy (%)", **PERCENT
         ),
         "abstention": abstention_table(
             groups,
@@ -369,8 +379,7 @@ def write_results(
     frame = certification_frame(certifications, settings.radii, acr=settings.acr)
     with atomic_open(out / "cells.csv") as handle:
         frame.to_csv(handle, index=False)
-    body = frame.to_html(index=False, float_format="{:.3f}".format)
-    write_html_page(out / "cells.html", "Per-cell results", body, settings.provenance)
+    write_html_page(out / "cells.html", "Per-cell results", _cells_body(frame, settings), settings.provenance)
 
     provenance = settings.provenance
     results = [(c.log.attrs["path"], c.model.id, c.sigma) for c in certifications]
@@ -386,6 +395,32 @@ def write_results(
     )
     write_html_page(out / "configuration.html", "Configuration", config_body, provenance)
     return card, certifications
+
+
+def _cells_body(frame: pd.DataFrame, settings: Settings) -> str:
+    """The per-(model, sigma) table: accuracies in percent, readable names, sortable and searchable."""
+    radii = [c for c in frame.columns if c.startswith("r = ")]
+    percent = ["clean accuracy", *radii, "abstention"]
+    names = {
+        "certify sigma": "Certified at sigma",
+        "clean accuracy": "Clean accuracy (%)",
+        **{c: f"Certified accuracy (%) at {c}" for c in radii},
+        "ACR": "ACR",
+        "abstention": "Abstention (%)",
+        "num_noise_vec": "Noise draws m (training)",
+        "sigma": "Training sigma",
+        "eps": "Training eps",
+        "steps": "Attack steps (training)",
+    }
+    digits = {"ACR": 3} if settings.acr and "ACR" in frame.columns else {}
+    shown = display_frame(frame, percent=percent, names=names, digits=digits)
+    caption = (
+        f"One row per trained model and certification noise level: {len(frame)} certification logs of this "
+        f"run, certified with {settings.procedure}. Certified accuracy at radius r is the share of the "
+        "certified test images classified correctly with a certified L2 radius of at least r (abstentions "
+        "count as wrong)."
+    )
+    return interactive_table(shown, caption, table_id="cells")
 
 
 VERDICTS = (
@@ -425,7 +460,13 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings, certifications: Sequ
         + to_html(_headline_table(headline), fragment=True)
         + "<h2>Cells run</h2>"
         + (
-            to_html(scorecard_table(ran, caption="Every paper cell this run covers"), fragment=True)
+            interactive_table(
+                display_frame(scorecard_table(ran).text().reset_index()),
+                "Every cell of the papers' tables that this run covers: the paper's value, this run's value with "
+                "its 95% interval and the images it is over, the run's reach, the difference and the verdict; "
+                "rates in percent, the ACR and the reach in l2 units.",
+                table_id="cells_run",
+            )
             if len(ran)
             else "<p>none</p>"
         )
@@ -484,8 +525,11 @@ def _not_run_body(missing: pd.DataFrame, settings: Settings) -> str:
             ]
         }
     )
-    table = Table(shown.set_index("paper").astype(object), caption=caption, data=missing)
-    return f"<p>{len(missing)} cells.</p>" + (to_html(table, fragment=True) if len(missing) else "")
+    if not len(missing):
+        return "<p>0 cells.</p>"
+    return f"<p>{len(missing)} cells.</p>" + interactive_table(
+        display_frame(shown), caption, table_id="not_run"
+    )
 
 
 def _provenance_section(per_result: list[dict[str, Any]], data_files: Mapping[str, Any]) -> str:
@@ -508,7 +552,11 @@ def _provenance_section(per_result: list[dict[str, Any]], data_files: Mapping[st
     )
     return (
         "<h2>Provenance per result</h2>"
-        + (to_html(results, fragment=True) if len(frame) else "<p>no results</p>")
+        + (
+            interactive_table(display_frame(frame), results.caption, table_id="provenance")
+            if len(frame)
+            else "<p>no results</p>"
+        )
         + "<h2>Data files</h2>"
         + to_html(data, fragment=True)
     )

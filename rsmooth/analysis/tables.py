@@ -110,9 +110,11 @@ def _radii(radii: ArrayLike) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------ builders
 
 
-def model_table(logs: Logs, radii: ArrayLike, *, caption: str = "", digits: int = 2) -> Table:
+def model_table(
+    logs: Logs, radii: ArrayLike, *, caption: str = "", digits: int = 2, percent: bool = False
+) -> Table:
     """One row per model, one column per radius, certified accuracy; the best entry per column marked
-    (Cohen et al.'s ``vary_noise`` tables, Salman et al. Tables 6-15)."""
+    (Cohen et al.'s ``vary_noise`` tables, Salman et al. Tables 6-15). ``percent``: shown in percent."""
     radii = _radii(radii)
     grid = accuracy_grid(logs, radii)
     values = grid.set_axis([radius_label(r) for r in radii], axis=1)
@@ -122,7 +124,7 @@ def model_table(logs: Logs, radii: ArrayLike, *, caption: str = "", digits: int 
         grid.rename_axis(index="model", columns="radius").stack().rename("certified_accuracy").reset_index()
     )
     data["best"] = best.to_numpy().ravel()
-    return Table(values, best=best, caption=caption, digits=digits, data=data)
+    return Table(values, best=best, caption=caption, digits=digits, percent=percent, data=data)
 
 
 def envelope_table(
@@ -132,10 +134,11 @@ def envelope_table(
     caption: str = "",
     digits: int = 2,
     show_clean: bool = True,
+    percent: bool = False,
 ) -> Table:
     """One row per group of models (e.g. a method, or a method with pre-training): at each radius the best
     model's certified accuracy, with its clean accuracy in parentheses before it (Salman et al. Tables 1-2
-    and 16-17). The best group per column is marked."""
+    and 16-17). The best group per column is marked. ``percent``: both shown in percent."""
     radii = _radii(radii)
     frames = []
     for name, logs in groups.items():
@@ -150,17 +153,31 @@ def envelope_table(
     notes = None
     if show_clean:
         clean = data.pivot(index="group", columns="radius", values="clean_accuracy").reindex(list(groups))
-        notes = clean.set_axis(labels, axis=1).map(lambda v: f"({v:.{digits}f})")
-    return Table(values, best=column_best(values), notes=notes, caption=caption, digits=digits, data=data)
+        scale = 100 if percent else 1
+        notes = clean.set_axis(labels, axis=1).map(lambda v: f"({v * scale:.{digits}f})")
+    return Table(
+        values,
+        best=column_best(values),
+        notes=notes,
+        caption=caption,
+        digits=digits,
+        percent=percent,
+        data=data,
+    )
 
 
 def per_sigma_envelope_table(
-    logs_by_sigma: Mapping[float, Logs], radii: ArrayLike, *, caption: str = "", digits: int = 2
+    logs_by_sigma: Mapping[float, Logs],
+    radii: ArrayLike,
+    *,
+    caption: str = "",
+    digits: int = 2,
+    percent: bool = False,
 ) -> Table:
     """The envelope over the models of each noise level: one row per sigma (Salman et al. Figure 1, middle)."""
     # repr-exact labels: with "{:.2f}" sigma 0.12 and 0.125 would share a label and one row would vanish.
     groups = {f"σ = {float(sigma)!r}": logs for sigma, logs in logs_by_sigma.items()}
-    return envelope_table(groups, radii, caption=caption, digits=digits)
+    return envelope_table(groups, radii, caption=caption, digits=digits, percent=percent)
 
 
 def abstention_table(
@@ -351,7 +368,7 @@ def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragme
     footer = ""
     if provenance is not None:
         items = "".join(
-            f"<dt>{esc(str(k))}</dt><dd><code>{esc(provenance_line(v) if isinstance(v, Mapping) else str(v))}</code></dd>"
+            f"<dt>{esc(str(k))}</dt><dd><code>{esc(_provenance_value(v))}</code></dd>"
             for k, v in provenance.items()
         )
         footer = f'<footer class="provenance"><p>Provenance</p><dl>{items}</dl></footer>'
@@ -359,6 +376,12 @@ def to_html(table: Table, provenance: Mapping[str, Any] | None = None, *, fragme
     if fragment:
         return body + "\n"
     return page(table.caption or "rsmooth table", body)
+
+
+def _provenance_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return provenance_line(value) if isinstance(value, Mapping) else str(value)
 
 
 def to_csv(table: Table, provenance: Mapping[str, Any] | None = None) -> str:

@@ -1,4 +1,15 @@
 # Aggregation: the papers' tables, figures and the paper-vs-run scorecard, for the report.
+#
+# Report layout: every category has at least two subcategories. Snakemake's report app (9.x,
+# template/components/abstract_results.js) computes a subcategory's list of results once, in the React
+# component's constructor; showCategory() of a category with a single subcategory goes straight to the
+# "subcategory" view, so going from one such category to another (the intro's category links) re-renders
+# the same Subcategory component with new props: the breadcrumb shows the new category, the list stays the
+# old one. With two or more subcategories the app shows the category's list first (another component), so
+# each subcategory list is built anew. Categories: REPORT_CERTIFIED, REPORT_RUN (and "Empirical robustness"
+# in attack.smk).
+REPORT_CERTIFIED = "Certified robustness"
+REPORT_RUN = "Run and configuration"
 
 
 rule describe_grid:
@@ -26,8 +37,9 @@ rule aggregate:
         tables=[
             report(
                 f"{ANALYSIS}/tables/{t}.html",
-                caption="../report/tables.rst",
-                category="Tables",
+                caption=f"../report/tables/{t}.rst",
+                category=REPORT_CERTIFIED,
+                subcategory="Paper tables",
                 labels={"table": t},
             )
             for t in ANALYSIS_TABLES
@@ -35,20 +47,26 @@ rule aggregate:
         scorecard=report(
             f"{ANALYSIS}/scorecard.html",
             caption="../report/scorecard.rst",
-            category="Scorecard",
+            category=REPORT_CERTIFIED,
+            subcategory="Scorecard",
         ),
         not_run=report(
             f"{ANALYSIS}/scorecard_not_run.html",
             caption="../report/scorecard_not_run.rst",
-            category="Scorecard",
+            category=REPORT_CERTIFIED,
+            subcategory="Scorecard",
         ),
         certifications=report(
-            f"{ANALYSIS}/cells.html", caption="../report/cells.rst", category="Per-cell results"
+            f"{ANALYSIS}/cells.html",
+            caption="../report/cells.rst",
+            category=REPORT_CERTIFIED,
+            subcategory="Per-model results",
         ),
         configuration=report(
             f"{ANALYSIS}/configuration.html",
             caption="../report/configuration.rst",
-            category="Configuration",
+            category=REPORT_RUN,
+            subcategory="Configuration",
         ),
     log:
         "results/logs/aggregate.log",
@@ -73,7 +91,8 @@ rule figures:
             directory(f"{ANALYSIS}/figures"),
             patterns=["{figure}.png"],
             caption="../report/figures.rst",
-            category="Figures",
+            category=REPORT_CERTIFIED,
+            subcategory="Figures",
             labels={"figure": "{figure}"},
         ),
     log:
@@ -92,7 +111,12 @@ rule plan:
         throughput=config.get("throughput") or [],
     output:
         csv=f"{ANALYSIS}/plan/plan.csv",
-        html=report(f"{ANALYSIS}/plan/plan.html", caption="../report/plan.rst", category="Run times"),
+        html=report(
+            f"{ANALYSIS}/plan/plan.html",
+            caption="../report/plan.rst",
+            category=REPORT_RUN,
+            subcategory="Cost plan",
+        ),
     log:
         "results/logs/plan.log",
     localrule: True
@@ -114,11 +138,17 @@ rule runtimes:
         plan=rules.plan.output.csv,
         config=rules.describe_grid.output.config,
     output:
-        page=report(f"{ANALYSIS}/runtimes.html", caption="../report/runtimes.rst", category="Run times"),
+        page=report(
+            f"{ANALYSIS}/runtimes.html",
+            caption="../report/runtimes.rst",
+            category=REPORT_RUN,
+            subcategory="Run times",
+        ),
         plan_figure=report(
             f"{ANALYSIS}/runtimes_plan.png",
             caption="../report/runtimes_plan.rst",
-            category="Run times",
+            category=REPORT_RUN,
+            subcategory="Run times",
         ),
     log:
         "results/logs/runtimes.log",
