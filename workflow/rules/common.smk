@@ -216,7 +216,10 @@ def study_attack_runs():
 
 def attack_plan_inputs(wildcards):
     """The attack logs, their shards and the certification logs they are audited against. `all` takes them
-    too: Snakemake remakes a deleted shard only when a target needs it (as for the certification shards)."""
+    too: Snakemake remakes a deleted shard only when a target needs it (as for the certification shards).
+    None without an empirical section."""
+    if not config.get("empirical"):
+        return []
     runs = study_attack_runs()
     shards = {
         attack_shard(r["cell"], r["sigma"], r["setting"], r["eps"], k)
