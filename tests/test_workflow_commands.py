@@ -4,7 +4,9 @@ Snakemake reruns a finished job when its command's parameters change (rerun trig
 of the rules or of the config loading must render every job's command exactly as before: otherwise an
 existing results/ tree would be recomputed. tests/data/commands/<variant>.txt.gz holds the sorted
 ``rule<TAB>command`` lines of a dry run (``snakemake -n -p``) of each variant, recorded before the
-one-config refactor (issue 19). A deliberate change of the presets or of a command regenerates them:
+one-config refactor (issue 19); the local report rules' lines (aggregate, figures, empirical, plan, runtimes)
+were re-recorded when issue 20 made them take their script as an input and the run-time page gained its plan
+figure (local jobs of seconds). A deliberate change of the presets or of a command regenerates them:
 
     PYTHONPATH=$PWD python tests/test_workflow_commands.py
 """
@@ -40,8 +42,9 @@ VARIANTS = {
 
 
 def rendered_commands(configfiles: list[str], workdir: Path) -> list[str]:
-    """``rule<TAB>command`` of every job with a shell command in a dry run, sorted; the scripts' absolute
-    directory is written ``<scripts>`` so that the lines do not depend on the checkout's path."""
+    """``rule<TAB>command`` of every job with a shell command in a dry run, sorted; the scripts' directory
+    (absolute, or relative to the working directory for the report rules) is written ``<scripts>`` so that the
+    lines do not depend on the checkout's path."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "-n", "-p", "--directory",
          str(workdir), "--configfile", *(str(ROOT / f) for f in configfiles)],
@@ -56,7 +59,9 @@ def rendered_commands(configfiles: list[str], workdir: Path) -> list[str]:
         elif line.startswith("Shell command: ") and rule is not None:
             command = line.removeprefix("Shell command: ")
             if command != "None":
-                lines.append(f"{rule}\t{command.replace(str(ROOT / 'scripts'), '<scripts>')}")
+                for scripts in (str(ROOT / "scripts"), os.path.relpath(ROOT / "scripts", workdir)):
+                    command = command.replace(scripts, "<scripts>")
+                lines.append(f"{rule}\t{command}")
             rule = None
     return sorted(lines)
 
