@@ -59,7 +59,8 @@ def rendered_commands(configfiles: list[str], workdir: Path) -> list[str]:
         elif line.startswith("Shell command: ") and rule is not None:
             command = line.removeprefix("Shell command: ")
             if command != "None":
-                for scripts in (str(ROOT / "scripts"), os.path.relpath(ROOT / "scripts", workdir)):
+                # The relative form first: the absolute path can be the tail of the relative one.
+                for scripts in (os.path.relpath(ROOT / "scripts", workdir.resolve()), str(ROOT / "scripts")):
                     command = command.replace(scripts, "<scripts>")
                 lines.append(f"{rule}\t{command}")
             rule = None
