@@ -573,7 +573,8 @@ def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
 # -- toy scale: a preset's every experiment and stage, at a size that runs on a laptop CPU in minutes ---------
 
 # What toy scale sets: one epoch of small batches, tiny synthetic stand-ins, tiny CERTIFY and attacks.
-TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 2}
+# batches_per_epoch None: one pass over the toy set (a preset's step budget would be hundreds of toy steps).
+TOY_TRAINING = {"epochs": 1, "batch_size": 8, "workers": 0, "test_subset": 2, "batches_per_epoch": None}
 TOY_DATA = {
     "root": "resources/toy-data",
     "source": "synthetic",
@@ -585,7 +586,8 @@ TOY_N = 8  # PREDICT's n in the toy attacks
 
 
 def _toy_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Training values with the toy's epochs, batch, workers and monitoring subset where they are set."""
+    """Training values with the toy's epochs, batch, workers, monitoring subset and epoch length where they are
+    set."""
     return {k: TOY_TRAINING.get(k, v) for k, v in values.items()}
 
 

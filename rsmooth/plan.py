@@ -337,6 +337,8 @@ def _train_seconds(
     config: dict, values: Mapping[str, Any], t: Throughput, self_training: bool = False
 ) -> float:
     images = images_per_epoch(config, values["dataset"], self_training)
+    if values.get("batches_per_epoch") is not None:  # absent from the values of older records
+        images = values["batches_per_epoch"] * values["batch_size"]
     return values["epochs"] * images * method_factor(values, t) / t.train_rate(values["arch"])
 
 

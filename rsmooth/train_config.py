@@ -9,7 +9,9 @@ section (:func:`training_schema`) and the cell ids come from the same list.
 
 Defaults are the papers' CIFAR-10 settings. ``eps`` and ``smoothmix_alpha`` are in [0, 1] pixel L2 units (the
 reference's command line divides by 256: ``--epsilon 64`` is 0.25 here). ``lr_step_size = 0`` keeps the
-learning rate constant (fine-tuning). ``warmup`` is the number of epochs over which eps (SmoothAdv) or the
+learning rate constant (fine-tuning). ``batches_per_epoch`` sets a run's length in SGD steps (``epochs x
+batches_per_epoch``) whatever the training set's size; every epoch-counted setting (lr steps, warm-up,
+evaluation, resumption) then counts these epochs. ``warmup`` is the number of epochs over which eps (SmoothAdv) or the
 mixup weight (SmoothMix) grows linearly, as ``min(1, (epoch + 1) / warmup)``. A shared option left at
 ``None`` takes its method's default (MACER's k = 16, ...) when the config is built.
 """
@@ -33,6 +35,14 @@ _RUN = (
     Option("method", str, "gaussian", "training method", choices=METHODS),
     Option("sigma", float, 0.25, "training noise level", minimum=0),
     Option("epochs", int, 150, "training epochs", minimum=1),
+    Option(
+        "batches_per_epoch",
+        int,
+        None,
+        "SGD steps per epoch (unset: one pass over the training set)",
+        minimum=1,
+        nullable=True,
+    ),
     Option("batch_size", int, 256, "loader batch size", minimum=1),
     Option("lr", float, 0.1, "initial learning rate", minimum=0),
     Option("lr_step_size", int, 50, "epochs between lr decays (0: constant lr)", minimum=0),
@@ -151,6 +161,11 @@ class _TrainConfigBase:
                     raise ValueError(f"{name} applies to method {owner} only, not {self.method!r}")
                 continue
             option.check(value)
+        if self.batches_per_epoch is not None and self.pseudo_labels:
+            raise ValueError(
+                "batches_per_epoch does not combine with pseudo_labels (a self-training epoch is one pass over "
+                "the labelled set plus as many pseudo-labelled batches): leave batches_per_epoch unset"
+            )
         if not cls.noise_free and self.sigma == 0:
             raise ValueError(f"method {self.method!r} trains under Gaussian noise: sigma must be > 0, got 0")
         if self.num_noise_vec > 1 and not cls.noise_draws:

@@ -750,3 +750,39 @@ def test_a_missing_fact_names_the_data_set_and_the_fact() -> None:
         table_radii("tinyimages")
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         table_radii("svhn")
+
+
+def test_a_pool_of_digits_is_split_into_mnists_four_files(tmp_path: Path) -> None:
+    """scripts/split_mnist.py: a gzipped idx pool (the format of shared/data/mnist-8k) becomes a train/test split
+    that the MNIST loader and the data job read in place; bad pools are refused naming the file."""
+    import gzip
+
+    from rsmooth.data.mnist import write_mnist_split
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 30, dtype=np.uint8)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "images.gz").write_bytes(
+        gzip.compress(struct.pack(">4B3I", 0, 0, 8, 3, 30, 28, 28) + images.tobytes())
+    )
+    (pool / "labels").write_bytes(struct.pack(">4BI", 0, 0, 8, 1, 30) + labels.tobytes())
+    root = tmp_path / "data"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "split_mnist.py"
+    runpy.run_path(str(script), run_name="not_main")["main"](
+        [str(pool / "images.gz"), str(pool / "labels"), str(root), "--test", "8"]
+    )
+    for split, expected in (("train", slice(0, 22)), ("test", slice(22, 30))):
+        x, y = _stack(get_dataset("mnist", split, root))
+        assert torch.equal((x[:, 0] * 255).round().to(torch.uint8), torch.from_numpy(images[expected]))
+        assert y.tolist() == labels[expected].tolist()
+    assert "nothing downloaded" in prepare_dataset("mnist", root, "download")["found"]
+    with pytest.raises(ValueError, match=r"num_test must be between 1 and 29 .* got 30"):
+        write_mnist_split(pool / "images.gz", pool / "labels", root, 30)
+    (pool / "short").write_bytes(struct.pack(">4BI", 0, 0, 8, 1, 29) + labels[:29].tobytes())
+    with pytest.raises(DatasetFormatError, match="short: 29 labels for 30 images"):
+        write_mnist_split(pool / "images.gz", pool / "short", root, 8)
+    (pool / "cut").write_bytes(struct.pack(">4BI", 0, 0, 8, 1, 30) + labels[:20].tobytes())
+    with pytest.raises(DatasetFormatError, match="cut: 20 data bytes, but its idx header"):
+        write_mnist_split(pool / "images.gz", pool / "cut", root, 8)

@@ -96,6 +96,29 @@ def test_plan_is_a_shuffled_pass_fixed_by_seed_and_epoch():
     assert plan != plan_epoch(100, 32, seed=2, epoch=0)
 
 
+def test_an_epoch_of_a_fixed_number_of_batches_cuts_fresh_permutations_into_full_batches():
+    # 7 batches of 32 from 100 images: 224 indices, two whole permutations and the start of a third.
+    plan = plan_epoch(100, 32, seed=1, epoch=0, num_batches=7)
+    assert [len(b) for b, _ in plan] == [32] * 7 and not any(p for _, p in plan)
+    flat = [i for b, _ in plan for i in b]
+    assert sorted(flat[:100]) == sorted(flat[100:200]) == list(range(100))
+    assert len(set(flat[200:])) == 24 and flat[:100] != flat[100:200]
+    assert plan == plan_epoch(100, 32, seed=1, epoch=0, num_batches=7)
+    assert plan != plan_epoch(100, 32, seed=1, epoch=1, num_batches=7)
+    # Fewer batches than a pass: a prefix of the epoch's one permutation.
+    assert plan_epoch(100, 32, seed=1, epoch=0, num_batches=2) == plan[:2]
+    with pytest.raises(ValueError, match="pseudo-labelled"):
+        plan_epoch(100, 32, seed=1, epoch=0, num_pseudo=50, num_batches=2)
+
+
+def test_batches_per_epoch_is_checked_and_refused_with_pseudo_labels():
+    assert TrainConfig(batches_per_epoch=5).validate().batches_per_epoch == 5
+    with pytest.raises(ValueError, match="batches_per_epoch"):
+        TrainConfig(batches_per_epoch=0).validate()
+    with pytest.raises(ValueError, match="batches_per_epoch does not combine with pseudo_labels"):
+        TrainConfig(batches_per_epoch=5, pseudo_labels="merged.json").validate()
+
+
 def test_self_training_batches_are_all_or_nothing_in_equal_numbers_and_random_order():
     plans = [plan_epoch(100, 10, seed=0, epoch=e, num_pseudo=1000) for e in range(4)]
     for plan in plans:

@@ -14,6 +14,7 @@ uncompressed files exist (checked in torchvision 0.29), so stand-ins in the same
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 import struct
@@ -25,6 +26,7 @@ from torch.utils.data import Dataset
 
 from rsmooth.data.errors import DatasetFormatError, DatasetNotFoundError
 from rsmooth.dataset_info import DATASET_SPECS
+from rsmooth.io import atomic_open
 
 SPEC = DATASET_SPECS["mnist"]
 MNIST_RAW_FILES = tuple(f.path for f in SPEC.files)
@@ -123,3 +125,64 @@ def check_idx_file(path: Path) -> None:
             f"{path}: {size} bytes, but its idx header {list(dims)} says {expected} (truncated or corrupted)",
             path,
         )
+
+
+def read_idx(path: str | os.PathLike) -> tuple[tuple[int, ...], bytes]:
+    """(dimensions, data bytes) of a uint8 idx file, gzipped (``.gz``) or not; checked like
+    :func:`check_idx_file`."""
+    path = Path(path)
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as handle:
+        content = handle.read()
+    if len(content) < 4 or content[:3] != b"\x00\x00\x08" or not 1 <= content[3] <= 3:
+        raise DatasetFormatError(
+            f"{path}: not an uint8 idx file (magic {content[:4].hex() or 'missing'})", path
+        )
+    ndim = content[3]
+    if len(content) < 4 + 4 * ndim:
+        raise DatasetFormatError(f"{path}: truncated idx header", path)
+    dims = struct.unpack(f">{ndim}I", content[4 : 4 + 4 * ndim])
+    data = content[4 + 4 * ndim :]
+    if len(data) != math.prod(dims):
+        raise DatasetFormatError(
+            f"{path}: {len(data)} data bytes, but its idx header {list(dims)} says {math.prod(dims)}", path
+        )
+    return dims, data
+
+
+def write_mnist_split(
+    images: str | os.PathLike, labels: str | os.PathLike, root: str | os.PathLike, num_test: int
+) -> tuple[int, int]:
+    """Write a pool of MNIST digits (idx files, gzipped or not) as MNIST's four files under
+    ``<root>/MNIST/raw``: the last ``num_test`` digits as the test split, the others as the training split (the
+    pool's own order: shuffle it beforehand if it is sorted). Returns (training, test) sizes. Every file is
+    written atomically, so an interrupted run leaves no half-written file under its final name."""
+    image_dims, image_bytes = read_idx(images)
+    label_dims, label_bytes = read_idx(labels)
+    if len(image_dims) != 3 or image_dims[1:] != (28, 28):
+        raise DatasetFormatError(
+            f"{images}: images of shape {list(image_dims)}, expected N x 28 x 28", Path(images)
+        )
+    if label_dims != image_dims[:1]:
+        raise DatasetFormatError(
+            f"{labels}: {label_dims[0]} labels for {image_dims[0]} images in {images}", Path(labels)
+        )
+    if any(label > 9 for label in label_bytes):
+        raise DatasetFormatError(f"{labels}: labels outside 0-9", Path(labels))
+    total = image_dims[0]
+    if not 1 <= num_test < total:
+        raise ValueError(
+            f"num_test must be between 1 and {total - 1} (the pool holds {total} digits), got {num_test}"
+        )
+    num_train = total - num_test
+    pixels = 28 * 28
+    parts = {
+        "train-images-idx3-ubyte": (3, (num_train, 28, 28), image_bytes[: num_train * pixels]),
+        "train-labels-idx1-ubyte": (1, (num_train,), label_bytes[:num_train]),
+        "t10k-images-idx3-ubyte": (3, (num_test, 28, 28), image_bytes[num_train * pixels :]),
+        "t10k-labels-idx1-ubyte": (1, (num_test,), label_bytes[num_train:]),
+    }
+    raw = mnist_raw_dir(root)
+    for name, (ndim, dims, data) in parts.items():
+        with atomic_open(raw / name, "wb") as handle:
+            handle.write(bytes([0, 0, 8, ndim]) + struct.pack(f">{ndim}I", *dims) + data)
+    return num_train, num_test

@@ -23,13 +23,27 @@ def epoch_rng(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
 
 
 def plan_epoch(
-    num_labelled: int, batch_size: int, seed: int, epoch: int, *, num_pseudo: int = 0
+    num_labelled: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    *,
+    num_pseudo: int = 0,
+    num_batches: int | None = None,
 ) -> list[Batch]:
     """The epoch's batches; pseudo-labelled indices are offset by ``num_labelled`` (one concatenated set).
 
-    The last labelled batch may be smaller, as with ``DataLoader(drop_last=False)``.
+    The last labelled batch may be smaller, as with ``DataLoader(drop_last=False)``. ``num_batches`` (no
+    pseudo-labels) makes the epoch exactly that many full batches, cut from as many fresh permutations of the
+    training set as they need: a training length in SGD steps that does not depend on the set's size.
     """
     rng = epoch_rng(seed, epoch)
+    if num_batches is not None:
+        if num_pseudo:
+            raise ValueError("num_batches does not combine with pseudo-labelled batches")
+        needed = num_batches * batch_size
+        order = np.concatenate([rng.permutation(num_labelled) for _ in range(-(-needed // num_labelled))])
+        return [(order[i : i + batch_size].tolist(), False) for i in range(0, needed, batch_size)]
     order = rng.permutation(num_labelled)
     batches: list[Batch] = [
         (order[i : i + batch_size].tolist(), False) for i in range(0, num_labelled, batch_size)

@@ -331,7 +331,12 @@ def _train_epoch(
     progress: bool | None,
 ) -> tuple[float, float]:
     plan = plan_epoch(
-        num_labelled, config.batch_size, config.seed, epoch, num_pseudo=len(train_set) - num_labelled
+        num_labelled,
+        config.batch_size,
+        config.seed,
+        epoch,
+        num_pseudo=len(train_set) - num_labelled,
+        num_batches=config.batches_per_epoch,
     )
     loader = DataLoader(
         train_set,
