@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ SCHEMA = _REPOSITORY / "workflow" / "schemas" / "config.schema.yaml"
 # in (certification_log, attack_log), so that each name is written once.
 CERTIFY_LOG = "results/certify/{model}/sigma-{sigma}.tsv"
 CERTIFY_SHARD = "results/certify/{model}/sigma-{sigma}/shard-{shard}.tsv"
+# CERTIFY on a subset beside a sequential run (certify.cohen_skip): the paper-protocol check.
+COHEN_CHECK_LOG = "results/certify/{model}/sigma-{sigma}.cohen.tsv"
 ATTACK_LOG = "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}.tsv"
 ATTACK_SHARD = "results/attack/{model}/sigma-{sigma}/{setting}/eps-{eps}/shard-{shard}.tsv"
 
@@ -410,6 +412,36 @@ def certify_arguments(config: dict[str, Any], model: GridModel, job: tuple[int, 
     )
 
 
+def cohen_check_skip(config: dict[str, Any], models: Mapping[str, GridModel]) -> int | None:
+    """``certify.cohen_skip``, checked when the DAG is built: it needs the sequential procedure (CERTIFY beside
+    CERTIFY checks nothing) and must be a multiple of every model's skip, so that each image it certifies with
+    CERTIFY is also certified sequentially. None: no check configured."""
+    certify = config["certify"]
+    skip = certify.get("cohen_skip")
+    if skip is None:
+        return None
+    if certify["procedure"] != "sequential":
+        raise ValueError(
+            f"certify.cohen_skip ({skip}) sets CERTIFY beside the sequential procedure, but certify.procedure "
+            f"is {certify['procedure']!r}: set procedure: sequential, or unset cohen_skip"
+        )
+    skips = sorted({m.certify_skip for m in models.values() if skip % m.certify_skip})
+    if skips:
+        raise ValueError(
+            f"certify.cohen_skip ({skip}) must be a multiple of every model's certification skip, so that its "
+            f"images are certified both ways; not a multiple of {skips}"
+        )
+    return int(skip)
+
+
+def cohen_check_arguments(config: dict[str, Any], model: GridModel) -> str:
+    """The options of a model's CERTIFY check job (``certify.cohen_skip``): ``certify_arguments`` under
+    CERTIFY with the section's n0, n and alpha, every cohen_skip-th image of the whole set, in one job."""
+    cohen = {**config, "certify": {**config["certify"], "procedure": "cohen"}}
+    checked = replace(model, certify_skip=config["certify"]["cohen_skip"])
+    return certify_arguments(cohen, checked, (0, certification_set_size(config, model.train["dataset"])))
+
+
 # -- the empirical study (config section `empirical`): attacks at test time --------------------------------------
 
 
@@ -549,9 +581,15 @@ def attack_shard(model: str, sigma: float, setting: str, eps: float, shard: int)
     return ATTACK_SHARD.format(model=model, setting=setting, shard=shard, **values)
 
 
-def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
+def cohen_check_log(model: str, sigma: float) -> str:
+    """The CERTIFY check log of one model at one sigma (``certify.cohen_skip``)."""
+    return COHEN_CHECK_LOG.format(model=model, sigma=format_value(sigma))
+
+
+def grid_description(models: dict[str, GridModel], *, cohen_check: bool = False) -> dict[str, Any]:
     """What the analysis reads of the grid (``rsmooth.analysis.results``): every model, and every
-    certification log with its model id and sigma (a number), models in grid order and sigmas ascending."""
+    certification log with its model id and sigma (a number), models in grid order and sigmas ascending; with
+    ``cohen_check``, each certification's CERTIFY check log too (``cohen_log``)."""
     return {
         "models": {
             m.id: {
@@ -563,7 +601,12 @@ def grid_description(models: dict[str, GridModel]) -> dict[str, Any]:
             for m in models.values()
         },
         "certifications": [
-            {"model": m.id, "sigma": float(s), "log": certification_log(m.id, s)}
+            {
+                "model": m.id,
+                "sigma": float(s),
+                "log": certification_log(m.id, s),
+                **({"cohen_log": cohen_check_log(m.id, s)} if cohen_check else {}),
+            }
             for m in models.values()
             for s in m.certify_sigmas
         ],

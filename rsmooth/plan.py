@@ -51,6 +51,7 @@ from rsmooth.pipeline import (
     attack_groups,
     attack_settings,
     certification_set_size,
+    cohen_check_skip,
     explicit_attack_targets,
     grid_models,
     pretrain_models,
@@ -405,6 +406,18 @@ def _plan_certification(
     tally.rules.setdefault("certify", [0, 0.0])
     tally.rules["certify"][0] += jobs
     tally.rules["certify"][1] += seconds[procedure]
+    check = cohen_check_skip(config, models)
+    if check:  # CERTIFY on a subset beside the sequential run: one job per (model, sigma)
+        check_jobs, check_seconds = 0, 0.0
+        for model in models.values():
+            images = math.ceil(certification_set_size(config, model.train["dataset"]) / check)
+            cost = images * (n0 + n) / t.certify_rate(model.train["arch"])
+            check_jobs += len(model.certify_sigmas)
+            check_seconds += cost * len(model.certify_sigmas)
+            by_model[model.id] = by_model.get(model.id, 0.0) + cost * len(model.certify_sigmas)
+            tally.disk += images * len(model.certify_sigmas) * t.log_row_bytes
+        label = f"certification: CERTIFY check (every {check}th image)"
+        tally.add(label, "certify", check_jobs, check_seconds, procedure="sequential")
     return procedure, by_model
 
 

@@ -103,6 +103,10 @@ def test_preset_runs_to_its_report_with_its_data_sets_rows(toy_run):
         assert (analysis / "tables" / f"{table}.html").stat().st_size > 200
     report = (workdir / "report.html").read_text()
     assert len(report) > 100_000 and "Scorecard" in report
+    if load(preset)["certify"].get("cohen_skip"):  # the paper-protocol check beside a sequential run
+        check = pd.read_csv(analysis / "protocol_check.csv")
+        assert set(check["model"]) == models and check["images"].min() >= 1
+        assert (analysis / "scorecard_cohen.csv").exists() and "protocol_check.html" in report
     # docutils reports a caption that is not valid reStructuredText (and renders it wrongly) on the log only.
     errors = [line for line in (workdir / "pytest-run.log").read_text().splitlines() if "(ERROR/" in line]
     assert not errors, f"{preset}: the report's captions: {errors}"

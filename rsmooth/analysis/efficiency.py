@@ -44,6 +44,7 @@ GPU_RULE_FOLDERS: dict[str, str] = {
     "train": "train",
     "certify": "certify",  # a (model, sigma) in one job
     "certify_shard": "certify",  # one of several jobs of a (model, sigma)
+    "certify_cohen": "certify",  # CERTIFY beside a sequential run (certify.cohen_skip)
     "attack": "attack",
     "attack_shard": "attack",
 }

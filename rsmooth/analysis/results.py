@@ -457,7 +457,7 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings, certifications: Sequ
         f"model.{html.escape(reach)}</p>"
         + VERDICTS
         + "<h2>Per paper table</h2>"
-        + to_html(_headline_table(headline), fragment=True)
+        + to_html(headline_table(headline), fragment=True)
         + "<h2>Cells run</h2>"
         + (
             interactive_table(
@@ -477,7 +477,7 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings, certifications: Sequ
     )
 
 
-def _headline_table(headline: pd.DataFrame) -> Table:
+def headline_table(headline: pd.DataFrame) -> Table:
     def shown(value: Any, digits: int, scale: float) -> str:
         return value if isinstance(value, str) else f"{value * scale:.{digits}f}"
 

@@ -20,7 +20,7 @@ rule describe_grid:
         "results/logs/describe_grid.log",
     localrule: True
     params:
-        grid=lambda wc: json.dumps(grid_description(MODELS), sort_keys=True),
+        grid=lambda wc: json.dumps(grid_description(MODELS, cohen_check=bool(COHEN_CHECK)), sort_keys=True),
         config=lambda wc: json.dumps(config, sort_keys=True, default=str),
     run:
         # Written from params, so that any change of the grid or config reruns the aggregation.
@@ -75,6 +75,35 @@ rule aggregate:
         out=lambda wc, output: Path(output.scorecard).parent,
     shell:
         "python {input.script} --grid {input.grid} --config {input.config} --out {params.out} > {log} 2>&1"
+
+
+# The paper-protocol check (certify.cohen_skip): CERTIFY on a subset beside the sequential run, its
+# scorecard against the papers (ACR included) and the two procedures' agreement image by image.
+if COHEN_CHECK:
+
+    rule protocol_check:
+        input:
+            script=report_script("protocol_check.py"),
+            grid=rules.describe_grid.output.grid,
+            config=rules.describe_grid.output.config,
+            logs=all_certification_logs(),
+            cohen_logs=all_cohen_check_logs(),
+        output:
+            page=report(
+                f"{ANALYSIS}/protocol_check.html",
+                caption="../report/protocol_check.rst",
+                category=REPORT_CERTIFIED,
+                subcategory="Scorecard",
+            ),
+            agreement=f"{ANALYSIS}/protocol_check.csv",
+            scorecard=f"{ANALYSIS}/scorecard_cohen.csv",
+        log:
+            "results/logs/protocol_check.log",
+        localrule: True
+        params:
+            out=lambda wc, output: Path(output.page).parent,
+        shell:
+            "python {input.script} --grid {input.grid} --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 # The figures are a directory: which of them a run has depends on its models and on the paper tables it

@@ -61,3 +61,24 @@ if SHARDED_MODELS:
             script=script("merge_certify.py"),
         shell:
             "python {params.script} {output} {input} > {log} 2>&1"
+
+
+# The paper-protocol check (certify.cohen_skip): CERTIFY with the section's n0, n and alpha on every
+# cohen_skip-th test image of a sequentially certified model, one job per (model, sigma), beside the sequential
+# log of the same images (rule protocol_check).
+if COHEN_CHECK:
+
+    use rule certify as certify_cohen with:
+        output:
+            COHEN_CHECK_LOG,
+        log:
+            "results/logs/certify/{model}/sigma-{sigma}.cohen.log",
+        benchmark:
+            "results/benchmarks/certify/{model}/sigma-{sigma}.cohen.tsv"
+        wildcard_constraints:
+            model=MODEL_ID,
+        params:
+            script=script("certify.py"),
+            dataset=model_dataset,
+            root=lambda wc, input: data_root(input.data),
+            args=lambda wc: cohen_check_arguments(config, MODELS[wc.model]),

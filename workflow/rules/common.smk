@@ -10,6 +10,7 @@ from rsmooth.pipeline import (
     ATTACK_SHARD,
     CERTIFY_LOG,
     CERTIFY_SHARD,
+    COHEN_CHECK_LOG,
     attack_arguments,
     attack_groups,
     attack_runs,
@@ -18,6 +19,9 @@ from rsmooth.pipeline import (
     certification_log,
     certification_shard,
     certify_arguments,
+    cohen_check_arguments,
+    cohen_check_log,
+    cohen_check_skip,
     explicit_attack_targets,
     format_value,
     grid_description,
@@ -40,6 +44,8 @@ CERTIFY_JOBS = {
 WHOLE_CELL_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) == 1)
 SHARDED_MODELS = sorted(m for m, jobs in CERTIFY_JOBS.items() if len(jobs) > 1)
 TRUST_CHECKPOINT = "--trust-checkpoint" if config["trust_checkpoints"] else ""
+# certify.cohen_skip: CERTIFY on a subset beside the sequential procedure (None: no such check).
+COHEN_CHECK = cohen_check_skip(config, MODELS)
 
 
 ANALYSIS = "results/analysis"
@@ -52,6 +58,7 @@ ANALYSIS_OUTPUTS = [
     f"{ANALYSIS}/runtimes.html",
     f"{ANALYSIS}/plan/plan.html",
     f"{ANALYSIS}/configuration.html",
+    *([f"{ANALYSIS}/protocol_check.html"] if COHEN_CHECK else []),
 ]
 
 
@@ -129,6 +136,13 @@ def all_certification_shards():
 
 def all_certification_logs():
     return [path for model in MODELS.values() for path in certification_logs(model)]
+
+
+def all_cohen_check_logs():
+    """The CERTIFY check logs (certify.cohen_skip): one per model and sigma, none without the check."""
+    if not COHEN_CHECK:
+        return []
+    return [cohen_check_log(m.id, s) for m in MODELS.values() for s in m.certify_sigmas]
 
 
 def synthetic_arguments():
