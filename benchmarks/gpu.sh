@@ -17,6 +17,9 @@
 #
 #   bash benchmarks/gpu.sh            # from the repository root, with rsmooth importable
 #   bash benchmarks/gpu.sh --smoke    # every step on the CPU at toy size (under 3 minutes; tests/test_benchmarks.py)
+#   bash benchmarks/gpu.sh --quickstart shared/data/mnist-8k
+#       # only the MNIST quickstart on those real digits at the paper's length with CERTIFY at N = 100,000
+#       # (benchmarks/quickstart_real.py; its own call: it takes minutes, the set above under five)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
@@ -40,6 +43,16 @@ step() {  # step <seconds> <title> <command...>
         failed=1
     fi
 }
+
+if [ "${1:-}" = "--quickstart" ]; then
+    dev=cuda
+    digits=${2:?--quickstart needs the folder of the real MNIST digits}
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
+    step 560 "MNIST quickstart on real digits, the paper's length, CERTIFY N = 100,000 (every 5th test digit)" \
+        python benchmarks/quickstart_real.py "$digits" --workdir "${OUT:-.}/quickstart-real" --skip 5
+    echo "written to $log"
+    exit $failed
+fi
 
 if [ "${1:-}" = "--smoke" ]; then
     # Toy sizes on the CPU: the same scripts and options, so that the GPU run cannot rot unnoticed.
