@@ -416,7 +416,7 @@ def _plan_certification(
             check_seconds += cost * len(model.certify_sigmas)
             by_model[model.id] = by_model.get(model.id, 0.0) + cost * len(model.certify_sigmas)
             tally.disk += images * len(model.certify_sigmas) * t.log_row_bytes
-        label = f"certification: CERTIFY check (every {check}th image)"
+        label = f"certification: CERTIFY check (1 in {check} images)"
         tally.add(label, "certify", check_jobs, check_seconds, procedure="sequential")
     return procedure, by_model
 

@@ -75,7 +75,7 @@ def test_the_grid_description_names_a_check_log_beside_each_certification_only_w
 def test_the_plan_counts_one_check_job_per_model_and_sigma():
     config = quickstart()
     stages = {row["stage"]: row for row in plan_config(config).stages}
-    check = stages["certification: CERTIFY check (every 500th image)"]
+    check = stages["certification: CERTIFY check (1 in 500 images)"]
     assert check["jobs"] == 3
     rate = DEFAULT_THROUGHPUT.certify_rate("lenet")
     assert check["gpu_hours"] == pytest.approx(3 * math.ceil(10000 / 500) * 100_100 / rate / 3600)
@@ -143,4 +143,4 @@ def test_the_check_writes_its_agreement_and_a_certify_scorecard_with_the_acr(tmp
     assert pd.read_csv(out / "protocol_check.csv").shape == table.shape
     assert len(pd.read_csv(out / "scorecard_cohen.csv")) == len(card)
     page = (out / "protocol_check.html").read_text()
-    assert "Paper protocol: CERTIFY on a subset" in page and "every 500th test image" in page
+    assert "Paper protocol: CERTIFY on a subset" in page and "on 1 in 500 test images" in page

@@ -186,7 +186,7 @@ def _page_body(
     )
     return (
         f"<p>The models of this run certified a second time, with {html.escape(settings.procedure)}, the papers' "
-        f"procedure, on every {skip}th test image ({'/'.join(map(str, images))} images per model): these images "
+        f"procedure, on 1 in {skip} test images ({'/'.join(map(str, images))} images per model): these images "
         "were also certified sequentially, so the two procedures can be compared image by image, and the CERTIFY "
         "logs give the average certified radius (ACR) that grid radii cannot. Largest radius CERTIFY can "
         f"certify: {html.escape(reach)}.</p>"
