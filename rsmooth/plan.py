@@ -410,12 +410,14 @@ def _plan_certification(
     if check:  # CERTIFY on a subset beside the sequential run: one job per (model, sigma)
         check_jobs, check_seconds = 0, 0.0
         for model in models.values():
-            images = math.ceil(certification_set_size(config, model.train["dataset"]) / check)
+            images = len(model.certify_sigmas) * math.ceil(  # over all the sigmas of the model
+                certification_set_size(config, model.train["dataset"]) / check
+            )
             cost = images * (n0 + n) / t.certify_rate(model.train["arch"])
             check_jobs += len(model.certify_sigmas)
-            check_seconds += cost * len(model.certify_sigmas)
-            by_model[model.id] = by_model.get(model.id, 0.0) + cost * len(model.certify_sigmas)
-            tally.disk += images * len(model.certify_sigmas) * t.log_row_bytes
+            check_seconds += cost
+            by_model[model.id] = by_model.get(model.id, 0.0) + cost
+            tally.disk += images * t.log_row_bytes
         label = f"certification: CERTIFY check (1 in {check} images)"
         tally.add(label, "certify", check_jobs, check_seconds, procedure="sequential")
     return procedure, by_model

@@ -33,12 +33,12 @@ from rsmooth.analysis.paper import (
     load_paper_tables,
     scorecard,
     scorecard_headline,
-    scorecard_table,
 )
 from rsmooth.analysis.results import (
     VERDICTS,
     Certification,
     Settings,
+    cells_run_table,
     headline_table,
     paper_values,
     read_grid,
@@ -206,15 +206,11 @@ def _page_body(
         + f"<p>{len(ran)} paper cells covered, {int((ran['status'] == MATCH).sum())} match.</p>"
         + VERDICTS
         + to_html(headline_table(scorecard_headline(card, load_paper_tables())), fragment=True)
-        + (
-            interactive_table(
-                display_frame(scorecard_table(ran).text().reset_index()),
-                "Every paper cell the CERTIFY check covers: the paper's value, the check's value with its 95% "
-                "interval and the images it is over, its reach, the difference and the verdict; rates in "
-                "percent, the ACR and the reach in l2 units.",
-                table_id="cells_run_cohen",
-            )
-            if len(ran)
-            else "<p>none</p>"
+        + cells_run_table(
+            ran,
+            "Every paper cell the CERTIFY check covers: the paper's value, the check's value with its 95% interval "
+            "and the images it is over, its reach, the difference and the verdict; rates in percent, the ACR and "
+            "the reach in l2 units.",
+            table_id="cells_run_cohen",
         )
     )

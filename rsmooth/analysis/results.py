@@ -459,21 +459,26 @@ def _scorecard_body(card: pd.DataFrame, settings: Settings, certifications: Sequ
         + "<h2>Per paper table</h2>"
         + to_html(headline_table(headline), fragment=True)
         + "<h2>Cells run</h2>"
-        + (
-            interactive_table(
-                display_frame(scorecard_table(ran).text().reset_index()),
-                "Every cell of the papers' tables that this run covers: the paper's value, this run's value with "
-                "its 95% interval and the images it is over, the run's reach, the difference and the verdict; "
-                "rates in percent, the ACR and the reach in l2 units.",
-                table_id="cells_run",
-            )
-            if len(ran)
-            else "<p>none</p>"
+        + cells_run_table(
+            ran,
+            "Every cell of the papers' tables that this run covers: the paper's value, this run's value with its "
+            "95% interval and the images it is over, the run's reach, the difference and the verdict; rates in "
+            "percent, the ACR and the reach in l2 units.",
+            table_id="cells_run",
         )
         + "<h2>Cells not run</h2>"
         + f"<p>{totals[NOT_RUN]} paper cells have no model in this run; per paper, table and method below, one "
         "paper row each in <code>scorecard_not_run.html</code>, one cell each in <code>.csv</code>.</p>"
         + to_html(_not_run_summary_table(not_run_summary(card)), fragment=True)
+    )
+
+
+def cells_run_table(ran: pd.DataFrame, caption: str, *, table_id: str) -> str:
+    """The scorecard rows of the cells a run covers as an interactive table (``<p>none</p>`` without any)."""
+    if not len(ran):
+        return "<p>none</p>"
+    return interactive_table(
+        display_frame(scorecard_table(ran).text().reset_index()), caption, table_id=table_id
     )
 
 
