@@ -8,6 +8,7 @@ to check the tier itself on a machine without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -110,3 +111,26 @@ def test_pseudolabel_script_with_a_model(cifar10_checkpoint, data_root, tmp_path
         cifar10_checkpoint.checkpoint, "--batch", "16",
     )  # fmt: skip
     assert out.is_file()
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="host synchronisations are detected on CUDA only")
+def test_a_training_step_never_waits_for_the_gpu():
+    # The epoch's loss and accuracy stay on the device (rsmooth.train.methods.base.StepStats): a step that
+    # read them would stall the GPU once a batch, which is what made training slower than a plain loop.
+    from rsmooth.train.methods import MethodStep
+    from rsmooth.train_config import TrainConfig
+
+    config = TrainConfig(arch="cifar_resnet8", dataset="cifar10", method="gaussian", sigma=0.25, batch_size=8)
+    model = get_architecture("cifar_resnet8", "cifar10").to(DEVICE).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    step = MethodStep(config.validate(), model, optimizer, scaler, autocast=contextlib.nullcontext)
+    x, y = torch.rand(8, 3, 32, 32, device=DEVICE), torch.randint(0, 10, (8,), device=DEVICE)
+    step(x, y)  # the first step may synchronise (cuDNN's algorithm choice, lazy initialisation)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss, correct, count = step(x, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert loss.device.type == "cuda" and count == 8 and 0 <= int(correct) <= 8

@@ -107,7 +107,7 @@ def test_step_trains_on_k_noisy_copies_of_each_image_with_the_hand_loss():
     copies = x.repeat((1, 4, 1, 1)).view(20, 1, 2, 2)
     noisy = copies + torch.randn_like(copies) * 0.5
     expected, _ = hand_macer(before(noisy).detach(), y, 4, 0.5, 2.0, 8.0, 2.0)
-    assert count == 5 and loss_sum / count == pytest.approx(expected, rel=1e-5)
+    assert count == 5 and float(loss_sum) / count == pytest.approx(expected, rel=1e-5)
     assert not torch.equal(model[1].weight, before[1].weight)
 
 

@@ -47,7 +47,9 @@ def test_a_tiny_model_of_every_method_trains(method):
     x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
     for _ in range(2):
         loss, correct, count = step(x, y)
-        assert math.isfinite(loss) and 0 <= correct <= count and count in (4, 4 * config.num_noise_vec)
+        # Device tensors, read by the loop once an epoch: a step never waits for the GPU.
+        assert loss.shape == () and loss.dtype == torch.float64 and correct.dtype == torch.int64
+        assert math.isfinite(loss) and 0 <= int(correct) <= count and count in (4, 4 * config.num_noise_vec)
     moved = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
     assert any(moved), "two training steps left every weight as it was"
 

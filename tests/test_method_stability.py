@@ -79,7 +79,7 @@ def test_step_forwards_the_clean_then_the_noisy_batch_and_optimises_the_hand_los
     torch.testing.assert_close(model.inputs[0], x)
     torch.testing.assert_close(model.inputs[1], x + noise)
     expected = hand_stability(before(x).detach(), before(x + noise).detach(), y, 2.0)
-    assert count == 6 and loss_sum / count == pytest.approx(expected, rel=1e-5)
+    assert count == 6 and float(loss_sum) / count == pytest.approx(expected, rel=1e-5)
 
 
 def test_defaults_and_checks():

@@ -49,6 +49,8 @@ from rsmooth.train.batches import epoch_rng, plan_epoch, rank_slice
 from rsmooth.train.methods import MethodStep
 from rsmooth.train_config import OPTIONS, TrainConfig
 
+# Batches between two updates of the progress bar's running loss and accuracy (each update is a host sync).
+PROGRESS_EVERY = 20
 LOG_COLUMNS = ("epoch", "time", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "test_acc_adv")
 
 
@@ -357,13 +359,15 @@ def _train_epoch(
         disable=disable,
         leave=False,
     )
-    for (_, pseudo), (x, y) in bar:
+    for index, ((_, pseudo), (x, y)) in enumerate(bar, 1):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         weight = config.self_training_weight if pseudo else 1.0
         batch_loss, batch_correct, batch_count = step(x, y, weight)
         loss_sum, correct, count = loss_sum + batch_loss, correct + batch_correct, count + batch_count
-        bar.set_postfix(loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}")
-    return loss_sum / count, correct / count
+        # Reading the running figures waits for the GPU, so the bar shows them every few batches only.
+        if not bar.disable and (index % PROGRESS_EVERY == 0 or index == len(plan)):
+            bar.set_postfix(loss=f"{float(loss_sum) / count:.3f}", acc=f"{int(correct) / count:.3f}")
+    return float(loss_sum) / count, int(correct) / count
 
 
 @torch.no_grad()

@@ -36,7 +36,10 @@ from rsmooth.options import Option
 if TYPE_CHECKING:
     from rsmooth.train_config import TrainConfig
 
-StepStats = tuple[float, int, int]
+# One loader batch's (summed loss, correct predictions, examples). The first two are 0-d tensors on the model's
+# device (float64, int64), so a training step never waits for the GPU: the loop reads them once an epoch. The
+# loss is summed in float64 as Python floats were, so the epoch log keeps its digits.
+StepStats = tuple[Any, Any, int]
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,12 @@ def warmup_factor(epoch: int, warmup: int) -> float:
 
 def add_stats(a: StepStats, b: StepStats) -> StepStats:
     return a[0] + b[0], a[1] + b[1], a[2] + b[2]
+
+
+def batch_stats(loss: Any, correct: Any, count: int) -> StepStats:
+    """The :data:`StepStats` of a batch of ``count`` examples whose mean loss is ``loss`` and whose correct
+    predictions are the True entries of the boolean tensor ``correct`` (no host synchronisation)."""
+    return loss.detach().double() * count, correct.sum(), count
 
 
 class Method:
@@ -257,5 +266,4 @@ class Method:
         logits = self.logits(inputs)
         loss = F.cross_entropy(logits, targets) * weight
         self.update(loss)
-        correct = int((logits.argmax(1) == targets).sum())
-        return float(loss.detach()) * len(targets), correct, len(targets)
+        return batch_stats(loss, logits.argmax(1) == targets, len(targets))

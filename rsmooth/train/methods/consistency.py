@@ -30,6 +30,7 @@ from rsmooth.train.methods.base import (
     StepStats,
     TrainingCost,
     add_stats,
+    batch_stats,
     noise_count,
     one_model_per_sigma,
 )
@@ -118,8 +119,7 @@ class Consistency(Method):
             )
             loss = loss * weight
             self.update(loss)
-            correct = int((logits.argmax(1) == targets).sum())
-            total = add_stats(total, (float(loss.detach()) * len(targets), correct, len(targets)))
+            total = add_stats(total, batch_stats(loss, logits.argmax(1) == targets, len(targets)))
         return total
 
     def evaluation_attack(self, model: Any, x: Any, y: Any, noise: Any) -> Any:

@@ -29,6 +29,7 @@ from rsmooth.train.methods.base import (
     PaperRow,
     StepStats,
     TrainingCost,
+    batch_stats,
     noise_count,
     one_model_per_sigma,
 )
@@ -123,5 +124,5 @@ class Macer(Method):
         )
         loss = loss * weight
         self.update(loss)
-        correct = int((F.softmax(logits.view(len(y), k, -1), dim=2).mean(1).argmax(1) == y).sum())
-        return float(loss.detach()) * len(y), correct, len(y)
+        smoothed = F.softmax(logits.view(len(y), k, -1), dim=2).mean(1)
+        return batch_stats(loss, smoothed.argmax(1) == y, len(y))

@@ -31,6 +31,7 @@ from rsmooth.train.methods.base import (
     TrainingCost,
     add_stats,
     attack_steps,
+    batch_stats,
     noise_count,
 )
 
@@ -179,8 +180,7 @@ class SmoothMix(Method):
             loss_mix = smoothmix_mix_loss(mix_logits, y_mix, mask, m)
             loss = (loss_ce + cfg.smoothmix_eta * self.mix_weight * loss_mix) * weight
             self.update(loss)
-            correct = int((logits.argmax(1) == targets).sum())
-            total = add_stats(total, (float(loss.detach()) * len(targets), correct, len(targets)))
+            total = add_stats(total, batch_stats(loss, logits.argmax(1) == targets, len(targets)))
         return total
 
     def evaluation_attack(self, model: Any, x: Any, y: Any, noise: Any) -> Any:

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from rsmooth.train.methods.base import Benchmark, Method, Option, PaperRow, StepStats, one_model_per_sigma
+from rsmooth.train.methods.base import (
+    Benchmark,
+    Method,
+    Option,
+    PaperRow,
+    StepStats,
+    batch_stats,
+    one_model_per_sigma,
+)
 
 
 def stability_loss(clean_logits: Any, noisy_logits: Any, y: Any, lbd: float) -> Any:
@@ -47,5 +55,5 @@ class Stability(Method):
         noisy = self.logits(x + noise)
         loss = stability_loss(clean, noisy, y, self.config.stability_lambda) * weight
         self.update(loss)
-        correct = int((noisy.argmax(1) == y).sum())  # as the reference's meter: accuracy under noise
-        return float(loss.detach()) * len(y), correct, len(y)
+        # As the reference's meter: the accuracy under noise.
+        return batch_stats(loss, noisy.argmax(1) == y, len(y))
