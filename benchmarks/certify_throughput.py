@@ -7,7 +7,7 @@ to the reference-style loop measured in the same run. The reference style: one i
 ``torch.no_grad``, fp32, the image tiled and noise drawn per batch, predictions moved to the host and counted
 with a Python loop per sample, at the reference batch (``--batch``, 400 as in the papers).
 
-rsmooth is measured for every fast-path variant of ``--variants`` (``fp32``, ``bf16``, ``fp16``, joined with
+rsmooth is measured for every fast-path variant of ``--variants`` (``fp32``, ``tf32``, ``bf16``, ``fp16``, joined with
 ``+cl`` for channels_last and ``+compile`` for torch.compile) at every batch of ``--batches`` (``auto``: the
 size ``Smooth.auto_batch_size`` picks; its search is not timed). Runs alternate and the best of
 ``--repeats`` is kept, so that load spikes on a shared machine hit every variant alike. The first (warm-up)
@@ -80,7 +80,7 @@ def parse_variant(text: str) -> tuple[str, bool, bool]:
     precision, *flags = text.split("+")
     if precision not in fastpath.PRECISIONS or set(flags) - {"cl", "compile"}:
         raise argparse.ArgumentTypeError(
-            f"a variant is fp32|bf16|fp16 with +cl and/or +compile, got {text!r}"
+            f"a variant is fp32|tf32|bf16|fp16 with +cl and/or +compile, got {text!r}"
         )
     return precision, "cl" in flags, "compile" in flags
 

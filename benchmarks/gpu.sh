@@ -5,7 +5,7 @@
 #   0. the bf16 matrix-product rate of the device (the yardstick for the tables' "of bf16 mm" column);
 #   1. CERTIFY, ResNet-110 at 32x32, N0 100, N 100,000 (the papers' CIFAR-10 setting): Cohen et al.'s per-image
 #      structure at batch 400 in its own process with PyTorch's defaults (as its users run it), then rsmooth
-#      fp32 and bf16 + channels_last at batch 400 and auto;
+#      fp32 (exact), tf32 (the reference's arithmetic by name) and bf16 + channels_last at batch 400 and auto;
 #   2. the same with torch.compile (bf16 + channels_last, batch 4096, N0 4096, N 8192: a single shape, so a
 #      single compilation), its compile time in the warm-up column;
 #   3. CERTIFY, ResNet-50 at 224x224, N 10,000 (s/image@100k extrapolates to the papers' N), reference first;
@@ -64,6 +64,7 @@ if [ "${1:-}" = "--smoke" ]; then
     attack=(--num-noise 4 --steps 2 --depth 8)
     train=(--batch 4 --batches 1 --repeats 1 --depth 8 --methods gaussian smoothadv-pgd-m1 smoothmix-m2)
     batch=(--batch 16)
+    variants=(fp32 bf16+cl)  # tf32 is CUDA's (refused on a CPU)
     limits=(20 40 20 30 40 20 40)
     # Inductor's C++ compilation takes minutes on a small CPU: the smoke run checks the step's plumbing with
     # torch.compile disabled (a no-op); the compiled path itself is tested in tests/test_fastpath.py.
@@ -77,6 +78,7 @@ else
     attack=(--num-noise 128 --steps 20)
     train=(--batch 256 --batches 3 --repeats 1 --methods gaussian smoothadv-pgd-m1 smoothmix-m2)
     batch=(--batch 400)
+    variants=(fp32 tf32 bf16+cl)
     limits=(10 25 90 35 20 45 25 40)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$log"
 fi
@@ -89,7 +91,7 @@ step "${limits[1]}" "CERTIFY ResNet-110 32x32: Cohen et al.'s structure, own pro
     --json "$work/ref110.json"
 step "${limits[2]}" "CERTIFY ResNet-110 32x32: rsmooth" \
     python benchmarks/certify_throughput.py --device $dev --images 1 --repeats 1 "${n110[@]}" \
-    --variants fp32 bf16+cl --batches "${batch[1]}" auto \
+    --variants "${variants[@]}" --batches "${batch[1]}" auto \
     --reference-json "$work/ref110.json" --matmul-json "$work/matmul.json"
 if [ "$dev" = cpu ]; then compile_variant=fp32+compile; else compile_variant=bf16+cl+compile; fi
 step "${limits[3]}" "CERTIFY ResNet-110 32x32: rsmooth with torch.compile (compile time: warm-up column)" \
@@ -100,7 +102,7 @@ step "${limits[4]}" "CERTIFY ResNet-50: Cohen et al.'s structure, own process, P
     --json "$work/ref50.json"
 step "${limits[5]}" "CERTIFY ResNet-50: rsmooth" \
     python benchmarks/certify_throughput.py --device $dev --resnet50 --images 1 --repeats 1 "${n50[@]}" \
-    --variants fp32 bf16+cl --batches "${batch[1]}" auto \
+    --variants "${variants[@]}" --batches "${batch[1]}" auto \
     --reference-json "$work/ref50.json" --matmul-json "$work/matmul.json"
 step "${limits[6]}" "SmoothAdv-PGD attack" \
     python benchmarks/attack_throughput.py --device $dev --images 1 "${attack[@]}" --variants fp32 bf16+cl --no-study

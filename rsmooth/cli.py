@@ -82,7 +82,8 @@ def add_model_and_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default=DEFAULT_PRECISION,
         choices=PRECISIONS,
-        help="autocast precision of the base classifier; the noise is added in fp32 (default fp32)",
+        help="precision of the base classifier: fp32, tf32 (CUDA, compute capability 8.0+), bf16 or fp16 "
+        "autocast; the noise is added in fp32 (default fp32)",
     )
     parser.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the base classifier")

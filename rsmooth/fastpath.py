@@ -4,8 +4,8 @@ Certification (:class:`rsmooth.smoothing.Smooth`), the attacks and training read
 lines and the config check their options with :func:`check_fast_path`, so an option that cannot work on the
 device stops the run before any data is read, with a message naming the option and what to use instead.
 
-Guarantee kept. The default (``fp32``, contiguous, eager, a fixed batch) is exactly the code path the papers'
-numbers come from: every helper here is then the identity. With ``bf16`` or ``fp16`` the noise is still drawn
+Guarantee kept. The default (``fp32``, contiguous, eager) is exactly the code path the papers' numbers come
+from: every helper here is then the identity. With ``bf16`` or ``fp16`` the noise is still drawn
 and added in float32 (Voráček & Hein, ICLR 2023, show that float arithmetic can already make smoothing
 unsound; drawing the Gaussian in 8 mantissa bits would make the sampled distribution visibly non-Gaussian);
 only the network's own operations run in reduced precision, by autocast, so the first layer that autocast
@@ -17,8 +17,13 @@ Decisions:
 
 - ``fp32`` is float32 on CUDA too: PyTorch lets cuDNN run float32 convolutions in TF32 (10 mantissa bits) on
   Ampere and later GPUs by default, which would certify a reduced-precision network under the name fp32.
-  :class:`rsmooth.smoothing.Smooth` in fp32 turns TF32 off for the process (:func:`exact_float32`); the
+  :class:`rsmooth.smoothing.Smooth` in fp32 turns TF32 off for the process (:func:`float32_arithmetic`); the
   papers' GPUs (GTX 1080 Ti, V100) had no TF32. Training keeps PyTorch's default.
+- ``tf32`` is that TF32 arithmetic by name, for certification and the attacks: float32 tensors throughout, with
+  cuDNN's convolutions and cuBLAS's matrix products in TF32 (what Cohen et al.'s code does on such GPUs under
+  PyTorch's defaults, convolutions only). Like bf16 it certifies a reduced-precision network and is named
+  wherever a precision is. It is refused off CUDA and on GPUs before compute capability 8.0, where the
+  setting would silently do nothing. Training has no ``tf32``: its ``fp32`` is PyTorch's default.
 - ``fp16`` is refused on a CPU without half-precision kernels (oneDNN reports none on AVX-512 BF16 parts):
   autocast would run but emulate every convolution. ``bf16`` is refused on a CUDA device without bf16.
 - Training in ``bf16`` needs no gradient scaler (bf16 has float32's exponent range); ``fp16`` keeps the
@@ -39,8 +44,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # certification and the attacks
+TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_PRECISION = "fp32"
+# Compute capability from which CUDA GPUs have TF32 (Ampere).
+TF32_CAPABILITY = (8, 0)
 # Noisy samples per forward pass tried by --batch auto (doubling); the search stops at the first that fails.
 AUTO_BATCH_START = 64
 AUTO_BATCH_LIMIT = {"cpu": 4096, "cuda": 65536}
@@ -51,7 +59,7 @@ def dtype(precision: str) -> Any:
     """The autocast dtype of ``precision`` (``None`` for fp32)."""
     import torch
 
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {"fp32": None, "tf32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def check_fast_path(
@@ -72,12 +80,29 @@ def check_fast_path(
             "precision fp16 is not supported on this CPU (no half-precision convolution kernels; autocast "
             "would emulate them): use precision bf16 or fp32, or fp16 on a CUDA device"
         )
+    if precision == "tf32" and (kind != "cuda" or _capability(device) < TF32_CAPABILITY):
+        where = (
+            "a CPU"
+            if kind == "cpu"
+            else f"{device} (compute capability {'.'.join(map(str, _capability(device)))})"
+        )
+        raise ValueError(
+            f"precision tf32 needs a CUDA GPU of compute capability {'.'.join(map(str, TF32_CAPABILITY))} or "
+            f"later (Ampere on), not {where}: use fp32 or bf16"
+        )
     if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError("precision bf16 is not supported on this CUDA device: use fp16 or fp32")
     if compile:
         reason = compile_unavailable(kind)
         if reason:
             raise ValueError(f"compile is unavailable here ({reason}); run without it")
+
+
+def _capability(device: str) -> tuple[int, int]:
+    import torch
+
+    kind = torch.device(device)
+    return torch.cuda.get_device_capability(kind) if kind.type == "cuda" else (0, 0)
 
 
 def _cpu_fp16_supported() -> bool:
@@ -133,17 +158,20 @@ def set_float32_matmul(conv: str, matmul: str) -> None:
         torch.backends.cuda.matmul.allow_tf32 = matmul == "tf32"
 
 
-def exact_float32(device_type: str) -> None:
-    """Make float32 convolutions and matrix products on CUDA exact float32 (no TF32) for this process."""
-    if device_type == "cuda":
-        set_float32_matmul("ieee", "ieee")
+def float32_arithmetic(precision: str, device_type: str) -> None:
+    """Set this process's float32 convolutions and matrix products on CUDA for a certification in
+    ``precision``: exact float32 for fp32 (no TF32), TF32 for tf32; the autocast precisions leave them as
+    they are (their float32 operations are not the network's convolutions)."""
+    if device_type == "cuda" and precision in ("fp32", "tf32"):
+        mode = "ieee" if precision == "fp32" else "tf32"
+        set_float32_matmul(mode, mode)
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager:
-    """Autocast to ``precision`` on ``device_type`` (a null context for fp32)."""
+    """Autocast to ``precision`` on ``device_type`` (a null context for fp32 and tf32)."""
     import torch
 
-    if precision == "fp32":
+    if dtype(precision) is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=dtype(precision))
 
@@ -247,6 +275,11 @@ def precision_note(precision: str) -> str:
     """The caption note of a run certified in reduced precision ("" for fp32)."""
     if precision == DEFAULT_PRECISION:
         return ""
+    if precision == "tf32":
+        return (
+            "base classifier's float32 convolutions and matrix products in TF32 (noise added in fp32): "
+            "a certificate of the tf32 network"
+        )
     return f"base classifier in {precision} autocast (noise added in fp32): a certificate of the {precision} network"
 
 
@@ -267,6 +300,7 @@ def fast_path_arguments(section: dict[str, Any]) -> list[str]:
 __all__: Sequence[str] = (
     "DEFAULT_PRECISION",
     "PRECISIONS",
+    "TRAINING_PRECISIONS",
     "CompiledForward",
     "auto_batch_size",
     "autocast",
@@ -274,6 +308,7 @@ __all__: Sequence[str] = (
     "compile_unavailable",
     "describe",
     "fast_path_arguments",
+    "float32_arithmetic",
     "memory_format",
     "precision_note",
     "to_memory_format",

@@ -15,6 +15,7 @@ clamped. Unlike the reference, noise is drawn and votes are counted on the model
 and on a GPU several images share one forward pass when ``n`` is smaller than the batch size.
 
 Fast path (:mod:`rsmooth.fastpath`): ``precision="bf16"`` or ``"fp16"`` runs the base classifier under autocast,
+``"tf32"`` runs its float32 convolutions and matrix products in TF32 (CUDA, Ampere on),
 ``channels_last`` feeds it channels-last batches and ``compile`` compiles it. The noise is always drawn and added
 in float32 and the float32 sum is what the model receives (autocast casts it at the first convolution). The
 default (fp32, contiguous, eager) is the reference's arithmetic.
@@ -98,7 +99,7 @@ class Smooth:
     """A smoothed classifier g(x) = argmax_c P(f(x + eps) = c), eps ~ N(0, sigma^2 I).
 
     ``base_classifier`` maps a batch ``[B, C, H, W]`` in [0, 1] pixel space to logits (normalization is its
-    first layer). ``precision`` (``fp32``, ``bf16``, ``fp16``) is the autocast precision of the forward passes;
+    first layer). ``precision`` (``fp32``, ``tf32``, ``bf16``, ``fp16``) is the precision of the forward passes;
     ``amp`` is the older spelling of fp16 autocast on CUDA (ignored on CPU). ``channels_last`` converts the
     model and its input batches to the channels-last memory format; ``compile`` wraps the model in
     ``torch.compile`` (eager with a warning if compiling fails). Options that cannot work on the model's device
@@ -133,8 +134,8 @@ class Smooth:
         self.precision = precision
         self.channels_last = channels_last
         self.compile = compile
-        if precision == DEFAULT_PRECISION and not amp:
-            fastpath.exact_float32(self.device.type)
+        if not amp:
+            fastpath.float32_arithmetic(precision, self.device.type)
         if channels_last:
             base_classifier.to(memory_format=fastpath.memory_format(True))
         self._compiled = fastpath.CompiledForward(base_classifier) if compile else None
@@ -411,6 +412,8 @@ class Smooth:
             autocast = torch.autocast("cuda", dtype=torch.float16)
         else:
             autocast = contextlib.nullcontext()
+        if not self.amp:  # process-wide settings: another Smooth in this process may have changed them
+            fastpath.float32_arithmetic(self.precision, device_type)
         batch = fastpath.to_memory_format(batch, self.channels_last)
         model = self._compiled or self.base_classifier
         with autocast:
@@ -420,6 +423,8 @@ class Smooth:
         """The base classifier as the attacks should call it: itself in the default fp32, else a wrapper that
         runs it in this classifier's precision and memory format and returns float32 logits (so that the
         attacks' softmax, log and gradients stay in float32)."""
+        if not self.amp:  # as in _forward: the attack's passes, backward included, follow
+            fastpath.float32_arithmetic(self.precision, self.device.type)
         if self.precision == DEFAULT_PRECISION and not self.channels_last and self._compiled is None:
             return self.base_classifier
         return FastForward(self.base_classifier, self.precision, self.channels_last, self._compiled)
@@ -458,7 +463,8 @@ class Smooth:
 
 
 class FastForward(torch.nn.Module):
-    """``module`` under autocast to ``precision``, fed ``channels_last`` batches, returning float32 logits."""
+    """``module`` in ``precision`` (under autocast for bf16 and fp16), fed ``channels_last`` batches, returning
+    float32 logits."""
 
     def __init__(self, module: torch.nn.Module, precision: str, channels_last: bool, compiled=None) -> None:
         super().__init__()

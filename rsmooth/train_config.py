@@ -22,7 +22,7 @@ import dataclasses
 from typing import Any
 
 from rsmooth.dataset_info import DATASET_SPECS, DATASETS
-from rsmooth.fastpath import DEFAULT_PRECISION, PRECISIONS
+from rsmooth.fastpath import DEFAULT_PRECISION, TRAINING_PRECISIONS
 from rsmooth.options import Option
 from rsmooth.train.methods import REGISTRY, Method, get_method
 
@@ -71,7 +71,7 @@ _INPUTS_AND_RUNTIME = (
     Option("test_subset", int, 0, "test images evaluated per epoch (0: all)", minimum=0),
     Option("amp", bool, False, "float16 autocast with a gradient scaler (CUDA; = precision fp16)"),
     Option("channels_last", bool, False, "channels-last memory format"),
-    Option("precision", str, DEFAULT_PRECISION, "autocast precision: bf16 (no gradient scaler) or fp16 (CUDA)", choices=PRECISIONS),
+    Option("precision", str, DEFAULT_PRECISION, "autocast precision: bf16 (no gradient scaler) or fp16 (CUDA)", choices=TRAINING_PRECISIONS),
 )  # fmt: skip
 # Options added after results existed: at their default they stay off the train jobs' command lines
 # (rsmooth.pipeline.train_arguments), so that the jobs of existing configs keep their commands and never rerun.

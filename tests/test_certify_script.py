@@ -120,6 +120,7 @@ def test_released_checkpoint_needs_a_normalization(setup):
         (("--N", "0"), "--N must be a positive integer, got 0"),
         (("--alpha", "0.7"), "--alpha must lie in (0, 0.5), got 0.7"),
         (("--dataset", "svhn"), "invalid choice: 'svhn'"),
+        (("--precision", "tf32"), "--precision tf32 needs a CUDA GPU of compute capability 8.0 or later"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(setup, extra, message):

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rsmooth.dataset_info import DATASETS
+from rsmooth.fastpath import fast_path_arguments
 from rsmooth.pipeline import (
     TRAIN_FIELDS,
     ConfigError,
@@ -134,6 +135,12 @@ def test_preset_validates_and_expands(path):
 def test_the_base_config_of_these_tests_is_valid():
     cells = grid_models(validated(copy.deepcopy(BASE)))
     assert len(cells) == 2 + 2 + 2 + 1
+
+
+def test_certification_and_the_attacks_take_the_tf32_precision():
+    config = validated(broken(_set("certify.precision", "tf32")))
+    assert config["certify"]["precision"] == "tf32"
+    assert "--precision tf32" in fast_path_arguments(config["certify"])
 
 
 def test_jobs_hold_at_most_images_per_job_selected_images_cut_between_them():
@@ -481,6 +488,12 @@ BROKEN = {
         _set("pseudo_labels.labels", "carmon"),
         ["'carmon' is not one of ['shipped', 'model']"],
         "['pseudo_labels']['labels']",
+    ),
+    # tf32 names the TF32 arithmetic of certification and the attacks; training's fp32 is PyTorch's default.
+    "tf32 training": (
+        _set("training.precision", "tf32"),
+        ["'tf32' is not one of ['fp32', 'bf16', 'fp16']"],
+        "['training']['precision']",
     ),
     # What a nested `--config certify={shards: 4}` gives: every nested value arrives as a string.
     "nested --config value as a string": (

@@ -4,6 +4,7 @@ refused with a message that says why."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import subprocess
 import sys
@@ -184,21 +185,52 @@ def test_fp32_certification_on_cuda_turns_tf32_off(monkeypatch):
     try:  # torch's public setters only, restored the same way
         fastpath.set_float32_matmul("tf32", "tf32")
         assert fastpath.float32_matmul_settings() == {"conv": "tf32", "matmul": "tf32"}
-        fastpath.exact_float32("cpu")
+        fastpath.float32_arithmetic("fp32", "cpu")
         assert fastpath.float32_matmul_settings() == {
             "conv": "tf32",
             "matmul": "tf32",
         }  # nothing to do off CUDA
-        fastpath.exact_float32("cuda")
+        fastpath.float32_arithmetic("fp32", "cuda")
         assert fastpath.float32_matmul_settings() == {"conv": "ieee", "matmul": "ieee"}
+        fastpath.float32_arithmetic("bf16", "cuda")  # autocast precisions leave it as it is
+        assert fastpath.float32_matmul_settings() == {"conv": "ieee", "matmul": "ieee"}
+        fastpath.float32_arithmetic("tf32", "cuda")  # the named TF32 precision turns it on, for both
+        assert fastpath.float32_matmul_settings() == {"conv": "tf32", "matmul": "tf32"}
     finally:
         fastpath.set_float32_matmul(**before)
     assert fastpath.float32_matmul_settings() == before
     calls = []
-    monkeypatch.setattr(fastpath, "exact_float32", calls.append)
+    monkeypatch.setattr(fastpath, "float32_arithmetic", lambda *args: calls.append(args))
     Smooth(torch.nn.Linear(4, 3), 3, 0.25)
     Smooth(torch.nn.Linear(4, 3), 3, 0.25, precision="bf16")
-    assert calls == ["cpu"]  # in fp32 only, with the classifier's device
+    Smooth(torch.nn.Linear(4, 3), 3, 0.25, amp=True)  # the older spelling of fp16 autocast
+    assert calls == [("fp32", "cpu"), ("bf16", "cpu")]  # with the classifier's device
+    # The settings are the process's: each forward pass and each attack model sets its own again, so that a
+    # second Smooth in another precision cannot leave the first one running in its arithmetic.
+    smooth = Smooth(torch.nn.Flatten(), 3, 0.25)
+    calls.clear()
+    smooth.sample_counts(torch.rand(1, 1, 1, 3), 4, 2)
+    smooth.attack_model()
+    assert calls == [("fp32", "cpu")] * 3
+
+
+def test_tf32_is_a_named_precision_of_cuda_gpus_with_tf32_only(monkeypatch):
+    """tf32 certifies a 10-bit-mantissa network: allowed where TF32 exists, named like bf16, refused elsewhere."""
+    with pytest.raises(
+        ValueError, match=r"precision tf32 needs a CUDA GPU of compute capability 8\.0 .*not a CPU"
+    ):
+        Smooth(Recorder(), CLASSES, 0.25, precision="tf32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))  # a V100
+    with pytest.raises(ValueError, match=r"not cuda:0 \(compute capability 7\.0\): use fp32 or bf16"):
+        fastpath.check_fast_path("cuda:0", precision="tf32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100
+    fastpath.check_fast_path("cuda:0", precision="tf32")
+    assert fastpath.dtype("tf32") is None and isinstance(
+        fastpath.autocast("tf32", "cuda"), contextlib.nullcontext
+    )
+    assert "TF32" in fastpath.precision_note("tf32") and "tf32 network" in fastpath.precision_note("tf32")
+    with pytest.raises(ValueError, match="unknown precision 'tf32'"):  # training's fp32 is PyTorch's default
+        tiny(precision="tf32").validate()
 
 
 def test_auto_batch_picks_a_measured_size_within_the_limit():
@@ -319,7 +351,7 @@ def test_fp16_on_a_cpu_without_half_kernels_is_refused():
 
 
 def test_unknown_precision_and_amp_with_precision_are_refused():
-    with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, got 'int8'"):
+    with pytest.raises(ValueError, match="precision must be one of fp32, tf32, bf16, fp16, got 'int8'"):
         Smooth(Recorder(), CLASSES, 0.25, precision="int8")
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         tiny(precision="half").validate()

@@ -1,8 +1,9 @@
 """The GPU tier: each script's CUDA path at toy size (``pytest -m gpu``; skipped cleanly without CUDA).
 
 Training (one batch of every method), the SmoothAdv attack with PREDICT (scripts/attack.py), CERTIFY with both
-procedures (scripts/certify.py), PREDICT and certification at two batch sizes through ``Smooth``, and
-pseudo-labelling (scripts/pseudolabel.py). ``RSMOOTH_GPU_TEST_DEVICE=cpu`` runs the same commands on the CPU,
+procedures (scripts/certify.py), PREDICT and certification at two batch sizes through ``Smooth``,
+pseudo-labelling (scripts/pseudolabel.py), a training step without host synchronisation, and CERTIFY in tf32
+(GPUs of compute capability 8.0 or later). ``RSMOOTH_GPU_TEST_DEVICE=cpu`` runs the same commands on the CPU,
 to check the tier itself on a machine without a GPU.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rsmooth import fastpath
 from rsmooth.data.synthetic import write_synthetic_cifar10, write_synthetic_tinyimages
 from rsmooth.logformat import read_attack_log, read_certify_log
 from rsmooth.models import get_architecture
@@ -134,3 +136,21 @@ def test_a_training_step_never_waits_for_the_gpu():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert loss.device.type == "cuda" and count == 8 and 0 <= int(correct) <= 8
+
+
+@pytest.mark.skipif(
+    DEVICE != "cuda"
+    or not torch.cuda.is_available()
+    or torch.cuda.get_device_capability() < fastpath.TF32_CAPABILITY,
+    reason="tf32 needs a CUDA GPU of compute capability 8.0 or later",
+)
+def test_certify_in_tf32_names_its_precision(cifar10_checkpoint, tmp_path):
+    out = tmp_path / "tf32.tsv"
+    run(
+        "certify.py", out, "--checkpoint", cifar10_checkpoint.checkpoint, "--dataset", "cifar10",
+        "--data-root", cifar10_checkpoint.data_root, "--sigma", "0.25", "--N0", "16", "--N", "64",
+        "--alpha", "0.001", "--seed", "7", "--skip", "20", "--batch", "32", "--precision", "tf32",
+        "--no-progress",
+    )  # fmt: skip
+    assert len(read_certify_log(out)) == 2
+    assert '"precision": "tf32"' in (tmp_path / "tf32.tsv.done").read_text().splitlines()[0]
