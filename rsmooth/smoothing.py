@@ -134,8 +134,7 @@ class Smooth:
         self.precision = precision
         self.channels_last = channels_last
         self.compile = compile
-        if not amp:
-            fastpath.float32_arithmetic(precision, self.device.type)
+        self._set_float32_arithmetic(self.device.type)
         if channels_last:
             base_classifier.to(memory_format=fastpath.memory_format(True))
         self._compiled = fastpath.CompiledForward(base_classifier) if compile else None
@@ -412,19 +411,23 @@ class Smooth:
             autocast = torch.autocast("cuda", dtype=torch.float16)
         else:
             autocast = contextlib.nullcontext()
-        if not self.amp:  # process-wide settings: another Smooth in this process may have changed them
-            fastpath.float32_arithmetic(self.precision, device_type)
+        self._set_float32_arithmetic(device_type)
         batch = fastpath.to_memory_format(batch, self.channels_last)
         model = self._compiled or self.base_classifier
         with autocast:
             return model(batch)
 
+    def _set_float32_arithmetic(self, device_type: str) -> None:
+        # Process-wide settings (TF32 on or off), so set again before every use: another Smooth in this process
+        # may have changed them. amp, fp16 autocast by its older name, leaves them as they are.
+        if not self.amp:
+            fastpath.float32_arithmetic(self.precision, device_type)
+
     def attack_model(self) -> torch.nn.Module:
         """The base classifier as the attacks should call it: itself in the default fp32, else a wrapper that
         runs it in this classifier's precision and memory format and returns float32 logits (so that the
         attacks' softmax, log and gradients stay in float32)."""
-        if not self.amp:  # as in _forward: the attack's passes, backward included, follow
-            fastpath.float32_arithmetic(self.precision, self.device.type)
+        self._set_float32_arithmetic(self.device.type)  # the attack's passes, backward included, follow
         if self.precision == DEFAULT_PRECISION and not self.channels_last and self._compiled is None:
             return self.base_classifier
         return FastForward(self.base_classifier, self.precision, self.channels_last, self._compiled)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from rsmooth.dataset_info import DATASETS
-from rsmooth.fastpath import fast_path_arguments
+from rsmooth.fastpath import PRECISIONS, fast_path_arguments
 from rsmooth.pipeline import (
     TRAIN_FIELDS,
     ConfigError,
@@ -141,6 +141,9 @@ def test_certification_and_the_attacks_take_the_tf32_precision():
     config = validated(broken(_set("certify.precision", "tf32")))
     assert config["certify"]["precision"] == "tf32"
     assert "--precision tf32" in fast_path_arguments(config["certify"])
+    # The schema's lists are fastpath's: a precision added there is offered here, and training's stay apart.
+    for section in ("certify", "empirical"):
+        assert SCHEMA["properties"][section]["properties"]["precision"]["enum"] == list(PRECISIONS), section
 
 
 def test_jobs_hold_at_most_images_per_job_selected_images_cut_between_them():
